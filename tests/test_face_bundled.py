@@ -181,12 +181,14 @@ def test_bundled_detector_rejects_non_images():
         detector("short").detect(np.zeros((64, 64, 3), np.float32))
 
 
-def test_crop_from_bundled_points_matches_mediapipe_crop():
-    from joyvasa_core.face.crop import crop_face
+@pytest.mark.parametrize("mesh_crop", ["lmk106", "kj478"])
+def test_crop_from_bundled_points_matches_mediapipe_crop(mesh_crop):
+    from joyvasa_core.face.crop import CropConfig, crop_face
 
     image, ref = astronaut()
     face = detector("short").detect(image)[0]
-    ours, theirs = crop_face(image, face.landmarks, "mp478"), crop_face(image, ref, "mp478")
+    cfg = CropConfig(mesh_crop=mesh_crop)
+    ours, theirs = crop_face(image, face.landmarks, "mp478", cfg), crop_face(image, ref, "mp478", cfg)
     corners = np.array([[0, 0, 1], [512, 0, 1], [0, 512, 1], [512, 512, 1]], np.float64)
     dist = np.linalg.norm(corners @ ours.M_c2o[:2].T - corners @ theirs.M_c2o[:2].T, axis=1)
     assert dist.max() <= 6.0, f"crop corners differ by {dist.round(2)} px"

@@ -1,5 +1,10 @@
 """LivePortrait's square face crop: two anchor points give the angle, all landmarks give the centre and size.
 
+MediaPipe's 478-point mesh (``mp478``) is cropped through its 106-point equivalent by default
+(``CropConfig.mesh_crop="lmk106"``, see ``landmarks106.py``): the crop parameters were tuned on the 106-point cloud,
+and the raw mesh, which covers the forehead, gives a larger, higher crop. ``mesh_crop="kj478"`` keeps the raw-mesh
+crop (iris centres 468/473 and mouth point 14 as anchors, all 478 points for centre and size).
+
 The maths follows liveportrait.md 11.2. The reference runs it in NumPy 1.x, where arrays stay float32 but every
 *scalar* expression (``dsize / size``, ``cos(angle)``, the matrix entries) is promoted to float64 before the matrix is
 stored as float32. NumPy 2 keeps those scalars in float32 (NEP 50), so this module converts them to Python floats
@@ -15,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..errors import FaceInputError
+from .landmarks106 import mesh478_to_lmk106
 
 # Anchor points per landmark convention: (eye-A indices, eye-B indices, mouth indices). The crop uses the midpoint of
 # the two eye centres and the mean of the mouth points (liveportrait.md 11.2, step 1).
@@ -31,6 +37,9 @@ ANCHORS: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {
 
 POINT_COUNTS = {"lmk106": 106, "lmk203": 203, "lmk101": 101, "lmk68": 68, "mp478": 478, "lmk5": 5, "animal9": 9}
 
+# How an mp478 mesh is cropped: via its 106-point equivalent (the layout scale/vy were tuned on) or the raw mesh.
+MESH_CROPS = ("lmk106", "kj478")
+
 
 @dataclass(frozen=True)
 class CropConfig:
@@ -42,6 +51,14 @@ class CropConfig:
     vy_ratio: float = -0.125
     rotate: bool = True
     out_size: int = 256
+    mesh_crop: str = "lmk106"
+
+    def __post_init__(self) -> None:
+        if self.mesh_crop not in MESH_CROPS:
+            raise FaceInputError(
+                f"crop: unknown mesh_crop {self.mesh_crop!r}; expected one of {list(MESH_CROPS)} ('lmk106' crops a "
+                "MediaPipe mesh like the 106-point detector, 'kj478' on the raw 478 points)."
+            )
 
 
 @dataclass(frozen=True, repr=False)
@@ -109,7 +126,10 @@ def anchor_points(landmarks: np.ndarray, convention: str) -> np.ndarray:
 def rect_from_landmarks(
     landmarks: np.ndarray, convention: str, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125
 ) -> tuple[np.ndarray, float, float]:
-    """Square crop ``(center (2,) float32, size, angle_rad)`` from a landmark set (liveportrait.md 11.2 steps 1-4)."""
+    """Square crop ``(center (2,) float32, size, angle_rad)`` from a landmark set (liveportrait.md 11.2 steps 1-4).
+
+    The points are used as given (``mp478`` = the raw-mesh crop); ``crop_points`` picks the points ``crop_face`` uses.
+    """
     pts = _as_points(landmarks, convention)
     pt2 = anchor_points(pts, convention)
     uy = pt2[1] - pt2[0]
@@ -133,6 +153,15 @@ def rect_from_landmarks(
     center = center0 + ux * center1[0] + uy * center1[1]
     center = center + ux * (np.float32(vx_ratio) * size) + uy * (np.float32(vy_ratio) * size)
     return center.astype(np.float32), float(size), angle
+
+
+def crop_points(landmarks: np.ndarray, convention: str, mesh_crop: str = "lmk106") -> tuple[np.ndarray, str]:
+    """The points and convention the crop maths runs on: an mp478 mesh becomes its 106-point equivalent unless
+    ``mesh_crop`` is ``"kj478"``; every other convention is used as given."""
+    pts = _as_points(landmarks, convention)
+    if convention == "mp478" and mesh_crop == "lmk106":
+        return mesh478_to_lmk106(pts), "lmk106"
+    return pts, convention
 
 
 def crop_matrix(center: np.ndarray, size: float, angle: float, dsize: int = 512, rotate: bool = True) -> np.ndarray:
@@ -175,11 +204,14 @@ def warp_crop(image: np.ndarray, M_o2c: np.ndarray, dsize: int, out_size: int = 
 def crop_face(image: np.ndarray, landmarks: np.ndarray, convention: str, config: CropConfig | None = None) -> FaceCrop:
     """Crop a face from its landmarks (liveportrait.md 11.2), keeping both transforms for paste-back.
 
-    Unlike the reference, ``vx_ratio`` is applied (the reference's ``crop_image`` drops it; identical at 0).
+    Unlike the reference, ``vx_ratio`` is applied (the reference's ``crop_image`` drops it; identical at 0). An mp478
+    mesh is cropped as set by ``config.mesh_crop``; the result keeps all its points (``landmarks``, ``pt_crop``) for
+    the eye/lip ratios, and the 106-point equivalent used for the crop in ``extra["crop_landmarks"]``.
     """
     cfg = config or CropConfig()
     pts = _as_points(landmarks, convention)
-    center, size, angle = rect_from_landmarks(pts, convention, cfg.scale, cfg.vx_ratio, cfg.vy_ratio)
+    rect_pts, rect_conv = crop_points(pts, convention, cfg.mesh_crop)
+    center, size, angle = rect_from_landmarks(rect_pts, rect_conv, cfg.scale, cfg.vx_ratio, cfg.vy_ratio)
     if not size > 0:
         raise FaceInputError(
             f"crop: the {convention} landmarks all sit on one point, so the face has no size; check the detector."
@@ -191,6 +223,7 @@ def crop_face(image: np.ndarray, landmarks: np.ndarray, convention: str, config:
     return FaceCrop(
         crop512=crop, crop256=small, M_o2c=M_o2c, M_c2o=M_c2o, rect=rect, pt_crop=transform_points(pts, M_o2c),
         landmarks=pts, convention=convention, image_size=(int(image.shape[1]), int(image.shape[0])),
+        extra={"crop_landmarks": rect_pts, "crop_convention": rect_conv} if rect_conv != convention else {},
     )
 
 
