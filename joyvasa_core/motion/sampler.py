@@ -1,0 +1,283 @@
+"""Audio -> motion: classifier-free guidance and the reference's sliding windows (spec 2.7 and 4).
+
+Speech is padded (1280 leading + 640 trailing zeros), cut into whole windows of T frames without overlap, and each
+window is sampled from the same x_T, conditioned on the previous window's last P motion frames and audio features
+(learned start tokens for the first window). Audio is encoded window by window, so memory stays flat however long
+the speech is; the cross-attention term is computed once per window and CFG branch.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import AudioInputError
+from ..progress import Progress, ensure_progress
+from .generator import MotionGenerator
+from .schedulers import DDIMScheduler, DDPMAncestralScheduler
+from .sequence import MotionSequence
+from .smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
+from .template import MotionTemplate
+
+LEADING_PAD_FRAMES = 2  # 1280 samples of silence before the speech (reference commit 8617607)
+TRAILING_PAD_FRAMES = 1  # 640 samples after it
+SCHEDULERS = ("ddpm", "ddim")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to sample; the defaults are the reference command line's (cfg 2.8, 50-step ancestral DDPM, EMA 0.01)."""
+
+    cfg_scale: float = 2.8
+    scheduler: str = "ddpm"
+    num_steps: int | None = None
+    flexibility: float = 0.0
+    ddim_eta: float = 0.0
+    seed: int | None = 0
+    leading_silence: bool = True
+    lag_compensation: bool = False
+    smoothing: str = "ema"
+    smoothing_alpha: float = DEFAULT_EMA_ALPHA
+    smoothing_window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"motion sampling: scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.smoothing not in SMOOTHING_METHODS:
+            raise ValueError(f"motion sampling: smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}")
+        if not math.isfinite(self.cfg_scale):
+            raise ValueError(f"motion sampling: cfg_scale must be finite, got {self.cfg_scale}")
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Where the padded speech is cut (all counts in samples unless named frames)."""
+
+    n_samples: int
+    samples_per_frame: int
+    window_frames: int
+    leading_pad: int
+    trailing_pad: int
+    n_windows: int
+    n_frames: int
+    last_window_frames: int
+
+    @property
+    def window_samples(self) -> int:
+        return self.samples_per_frame * self.window_frames
+
+    @property
+    def lag_frames(self) -> int:
+        """Frames the leading silence delays the motion by (2 = 80 ms with the reference padding)."""
+        return self.leading_pad // self.samples_per_frame
+
+
+def plan_windows(
+    n_samples: int, samples_per_frame: int, window_frames: int, leading_silence: bool = True
+) -> WindowPlan:
+    """Windows and frame count of spec 4: n_frames = floor(L / 640) with L the padded length (whole windows)."""
+    lead = LEADING_PAD_FRAMES * samples_per_frame if leading_silence else 0
+    trail = TRAILING_PAD_FRAMES * samples_per_frame if leading_silence else 0
+    length = n_samples + lead + trail
+    clip_frames = length // samples_per_frame
+    if clip_frames < 1:
+        raise AudioInputError(
+            f"motion sampling: audio of {n_samples} samples is shorter than one motion frame "
+            f"({samples_per_frame} samples at 16 kHz); give longer speech"
+        )
+    n_windows = 1 if clip_frames <= window_frames else math.ceil(clip_frames / window_frames)
+    last = clip_frames - (n_windows - 1) * window_frames
+    return WindowPlan(n_samples, samples_per_frame, window_frames, lead, trail, n_windows, clip_frames, last)
+
+
+def window_audio(waveform: torch.Tensor, plan: WindowPlan, index: int) -> torch.Tensor:
+    """Window ``index`` of the zero-padded speech, (B, 640*T), built without padding the whole waveform."""
+    size = plan.window_samples
+    start = index * size - plan.leading_pad
+    lo, hi = max(start, 0), min(start + size, plan.n_samples)
+    chunk = waveform.new_zeros(waveform.shape[0], size)
+    if hi > lo:
+        chunk[:, lo - start : hi - start] = waveform[:, lo:hi]
+    return chunk
+
+
+class NoiseStream:
+    """All sampling noise in the reference's draw order: x_T once, then one z per stochastic step, window-major.
+
+    Draws come from ``torch.Generator().manual_seed(seed)`` on the CPU (same numbers on every device); tests can
+    inject stored ``x_T``/``z`` tensors instead.
+    """
+
+    def __init__(
+        self,
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+        x_T: torch.Tensor | None = None,
+        z: torch.Tensor | None = None,
+    ) -> None:
+        if generator is None and (x_T is None or z is None):
+            generator = torch.Generator().manual_seed(int(seed if seed is not None else secrets.randbits(63)))
+        self.generator = generator
+        self.x_T = x_T
+        self.z = z
+        self.n_steps_drawn = 0
+
+    def _draw(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, dtype=torch.float32)
+
+    def initial(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """x_T, the start of every window."""
+        x = self.x_T if self.x_T is not None else self._draw(shape)
+        if tuple(x.shape) != tuple(shape):
+            raise ValueError(f"noise: x_T has shape {tuple(x.shape)}, expected {tuple(shape)}")
+        return x
+
+    def step(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """The next per-step z."""
+        if self.z is not None:
+            z = self.z[self.n_steps_drawn].reshape(shape)
+        else:
+            z = self._draw(shape)
+        self.n_steps_drawn += 1
+        return z
+
+
+def make_scheduler(model: MotionGenerator, options: SamplingOptions) -> DDPMAncestralScheduler | DDIMScheduler:
+    """The scheduler named by ``options`` on the model's stored schedule, with its timesteps set."""
+    schedule = model.diffusion_sched.tensors()
+    if options.scheduler == "ddpm":
+        scheduler = DDPMAncestralScheduler(schedule, flexibility=options.flexibility)
+    else:
+        scheduler = DDIMScheduler(schedule, eta=options.ddim_eta)
+    scheduler.set_timesteps(options.num_steps)
+    return scheduler
+
+
+def _check_waveform(waveform: torch.Tensor) -> torch.Tensor:
+    if not torch.is_tensor(waveform):
+        raise AudioInputError(f"motion sampling: audio must be a tensor of 16 kHz samples, got {type(waveform)}")
+    if waveform.dim() == 1:
+        waveform = waveform.unsqueeze(0)
+    if waveform.dim() != 2 or waveform.shape[-1] == 0:
+        raise AudioInputError(
+            f"motion sampling: audio must be (samples,) or (batch, samples) mono 16 kHz, got {tuple(waveform.shape)}"
+        )
+    if not waveform.is_floating_point():
+        raise AudioInputError(f"motion sampling: audio must be float in [-1, 1], got {waveform.dtype}")
+    if not bool(torch.isfinite(waveform).all()):
+        raise AudioInputError("motion sampling: audio contains NaN or Inf samples; re-encode or clean the file")
+    return waveform
+
+
+@torch.no_grad()
+def sample_motion(
+    model: MotionGenerator,
+    waveform: torch.Tensor,
+    options: SamplingOptions | None = None,
+    noise: NoiseStream | None = None,
+    progress: Progress | None = None,
+    on_window: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Normalised motion (B, n_frames, 73) for 16 kHz mono speech (L0,) or (B, L0), window by window.
+
+    ``on_window(index, motion (B,T,73), audio_feat (B,T,D))`` sees every window as soon as it is sampled (all T
+    frames, padded ones included), for streaming consumers and per-window checks.
+    """
+    options = options or SamplingOptions()
+    progress = ensure_progress(progress)
+    waveform = _check_waveform(waveform)
+    cfg = model.config
+    batch, n_samples = waveform.shape
+    plan = plan_windows(n_samples, cfg.samples_per_frame, cfg.n_motions, options.leading_silence)
+    scheduler = make_scheduler(model, options)
+    noise = noise or NoiseStream(seed=options.seed)
+    device, dtype = model.device, model.dtype
+    net = model.denoising_net
+    shape = (batch, cfg.n_motions, cfg.motion_feat_dim)
+    x_T = noise.initial(shape).to(device=device, dtype=dtype)
+
+    scale = float(options.cfg_scale)
+    branches = ("cond",) if scale == 1.0 else ("uncond",) if scale == 0.0 else ("uncond", "cond")
+    null_audio = model.null_audio_feat.expand(batch, cfg.n_motions, -1)
+    prev_motion = model.start_motion_feat.expand(batch, -1, -1)
+    prev_audio = model.start_audio_feat.expand(batch, -1, -1)
+    total = plan.n_windows * len(scheduler.timesteps)
+    done = 0
+    pieces: list[torch.Tensor] = []
+    for index in range(plan.n_windows):
+        progress.check_cancel()
+        chunk = window_audio(waveform, plan, index).to(device=device, dtype=dtype)
+        _, audio_feat = model.encode_audio(chunk)
+        cond = {"uncond": null_audio, "cond": audio_feat}
+        prev_in = prev_motion.repeat(len(branches), 1, 1)
+        memory = net.encode_memory(torch.cat([cond[b] for b in branches]), prev_audio.repeat(len(branches), 1, 1))
+        x = x_T
+        for t in scheduler.timesteps.tolist():
+            progress.check_cancel()
+            z = noise.step(shape) if scheduler.noise_needed(t) else None
+            out = net.denoise(x.repeat(len(branches), 1, 1), prev_in, t, memory)[:, -cfg.n_motions :]
+            if len(branches) == 2:
+                uncond, cond_out = out.chunk(2)
+                x0 = uncond + scale * (cond_out - uncond)
+            else:
+                x0 = out
+            x = scheduler.step(x0, t, x, noise=None if z is None else z.to(device=device, dtype=dtype))
+            done += 1
+            progress.update(done, total)
+        if on_window is not None:
+            on_window(index, x, audio_feat)
+        prev_motion = x[:, -cfg.n_prev_motions :]
+        prev_audio = audio_feat[:, -cfg.n_prev_motions :]
+        keep = plan.last_window_frames if index == plan.n_windows - 1 else cfg.n_motions
+        pieces.append(x[:, :keep].float().cpu())
+    coef = torch.cat(pieces, dim=1)
+    if options.lag_compensation:
+        coef = coef[:, plan.lag_frames :]
+    return coef
+
+
+def generate_motion(
+    model: MotionGenerator,
+    waveform: torch.Tensor,
+    template: MotionTemplate,
+    options: SamplingOptions | None = None,
+    noise: NoiseStream | None = None,
+    progress: Progress | None = None,
+) -> MotionSequence | list[MotionSequence]:
+    """Sample, de-normalise and smooth: one ``MotionSequence`` per clip (a list when ``waveform`` is batched)."""
+    options = options or SamplingOptions()
+    if options.seed is None and noise is None:
+        options = SamplingOptions(**{**asdict(options), "seed": secrets.randbits(63)})
+    batched = torch.is_tensor(waveform) and waveform.dim() == 2
+    coef = sample_motion(model, waveform, options, noise=noise, progress=progress)
+    steps = options.num_steps or model.config.n_diff_steps
+    settings = {
+        "scheduler": options.scheduler,
+        "num_steps": steps,
+        "cfg_scale": options.cfg_scale,
+        "flexibility": options.flexibility,
+        "ddim_eta": options.ddim_eta,
+        "pe_mode": model.pe_mode,
+        "leading_silence": options.leading_silence,
+        "lag_compensation": options.lag_compensation,
+        "audio_samples": int(waveform.shape[-1]),
+        "noise": "injected" if noise is not None and noise.generator is None else "seed",
+    }
+    sequences = [
+        MotionSequence.from_coef(
+            c,
+            template,
+            smoothing=options.smoothing,
+            alpha=options.smoothing_alpha,
+            window=options.smoothing_window,
+            fps=model.config.fps,
+            seed=options.seed,
+            settings=settings,
+        )
+        for c in coef
+    ]
+    return sequences if batched else sequences[0]

@@ -1,0 +1,147 @@
+"""``MotionSequence``: the generated motion as it travels between stages (and to disk).
+
+It carries both views: the generator's normalised (N,73) frames, and the de-normalised LivePortrait quantities
+(exp, scale, t, angles and R) after pose smoothing, plus the raw pose so smoothing can be changed without sampling
+again. Angles are in degrees; R follows LivePortrait's transposed convention (keypoints are row vectors).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import CheckpointError
+from ..keypoints import rotation_matrix
+from .smoothing import DEFAULT_EMA_ALPHA, smooth_pose
+from .template import POSE_SLICE, MotionTemplate, split_pose
+
+FILE_FORMAT = "joyvasa_motion"
+FILE_VERSION = 1
+FRAME_FIELDS = ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R")
+
+
+@dataclass(frozen=True, eq=False)
+class MotionSequence:
+    """Motion for N frames at ``fps``: normalised coefficients and smoothed, de-normalised LivePortrait motion."""
+
+    coef: torch.Tensor
+    pose_raw: torch.Tensor
+    exp: torch.Tensor
+    scale: torch.Tensor
+    t: torch.Tensor
+    pitch: torch.Tensor
+    yaw: torch.Tensor
+    roll: torch.Tensor
+    R: torch.Tensor
+    fps: int = 25
+    seed: int | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.coef.shape[0]
+        bad = {k: tuple(getattr(self, k).shape) for k in FRAME_FIELDS if getattr(self, k).shape[0] != n}
+        if bad:
+            raise ValueError(f"MotionSequence: every field must have {n} frames, got {bad}")
+
+    @classmethod
+    def from_coef(
+        cls,
+        coef: torch.Tensor,
+        template: MotionTemplate,
+        smoothing: str = "ema",
+        alpha: float = DEFAULT_EMA_ALPHA,
+        window: int | None = None,
+        fps: int = 25,
+        seed: int | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> MotionSequence:
+        """De-normalise (N,73) frames with ``template`` and smooth the pose (exp stays raw, R from smoothed angles)."""
+        coef = coef.detach().to("cpu", torch.float32)
+        exp = template.denormalize(coef)["exp"]
+        pose_raw = template.denormalize_pose(coef[:, POSE_SLICE])
+        settings = {**(settings or {}), "smoothing": smoothing, "smoothing_alpha": alpha, "smoothing_window": window}
+        return cls._build(coef, pose_raw, exp, smoothing, alpha, window, fps, seed, settings)
+
+    @classmethod
+    def _build(cls, coef, pose_raw, exp, smoothing, alpha, window, fps, seed, settings) -> MotionSequence:
+        pose = split_pose(smooth_pose(pose_raw, smoothing, alpha=alpha, window=window))
+        rot = rotation_matrix(pose["pitch"], pose["yaw"], pose["roll"])
+        return cls(coef=coef, pose_raw=pose_raw, exp=exp, R=rot, fps=fps, seed=seed, settings=settings, **pose)
+
+    def resmooth(self, smoothing: str, alpha: float = DEFAULT_EMA_ALPHA, window: int | None = None) -> MotionSequence:
+        """Same frames, other pose smoothing (from the stored raw pose; no template or sampling needed)."""
+        settings = {**self.settings, "smoothing": smoothing, "smoothing_alpha": alpha, "smoothing_window": window}
+        return self._build(self.coef, self.pose_raw, self.exp, smoothing, alpha, window, self.fps, self.seed, settings)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.coef.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Seconds of video the motion covers."""
+        return self.n_frames / self.fps
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def frame(self, index: int) -> dict[str, torch.Tensor]:
+        """LivePortrait's per-frame dict (exp (1,21,3), scale (1,1), R (1,3,3), t (1,3), pitch/yaw/roll (1,1))."""
+        return {k: getattr(self, k)[index : index + 1] for k in ("exp", "scale", "R", "t", "pitch", "yaw", "roll")}
+
+    def slice(self, start: int | None = None, stop: int | None = None) -> MotionSequence:
+        """Frames [start, stop) as a new sequence (smoothed values are kept as computed on the whole clip)."""
+        sl = slice(start, stop)
+        values = {k: getattr(self, k)[sl] for k in FRAME_FIELDS}
+        settings = {**self.settings, "sliced_from": [sl.start, sl.stop]}
+        return MotionSequence(**values, fps=self.fps, seed=self.seed, settings=settings)
+
+    def __repr__(self) -> str:
+        s = self.settings
+        parts = [f"{self.n_frames} frames", f"{self.duration:.2f} s @ {self.fps} fps", f"seed {self.seed}"]
+        if "scheduler" in s:
+            parts.append(f"{s['scheduler']} {s.get('num_steps')} steps")
+        if "cfg_scale" in s:
+            parts.append(f"cfg {s['cfg_scale']}")
+        if "pe_mode" in s:
+            parts.append(f"pe {s['pe_mode']}")
+        parts.append(f"smoothing {s.get('smoothing', '?')}")
+        return f"MotionSequence({', '.join(parts)})"
+
+    def save(self, path: str | Path) -> None:
+        """Safetensors with the frame tensors and a ``json`` metadata entry (fps, seed, settings)."""
+        meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "fps": self.fps, "seed": self.seed}
+        meta["settings"] = self.settings
+        tensors = {k: getattr(self, k).detach().to("cpu").contiguous() for k in FRAME_FIELDS}
+        save_file(tensors, str(path), metadata={"json": json.dumps(meta)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> MotionSequence:
+        """Read a file written by ``save``; anything else raises CheckpointError naming what was found."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"motion file: {path} does not exist; save a MotionSequence there first")
+        try:
+            with safe_open(str(path), "pt") as f:
+                raw = (f.metadata() or {}).get("json")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:
+            raise CheckpointError(f"motion file: {path} is not a safetensors file ({exc})") from exc
+        meta = json.loads(raw) if raw else {}
+        if meta.get("format") != FILE_FORMAT:
+            raise CheckpointError(
+                f"motion file: {path} has format {meta.get('format')!r}, expected {FILE_FORMAT!r}; "
+                "it was not written by MotionSequence.save"
+            )
+        missing = [k for k in FRAME_FIELDS if k not in tensors]
+        if missing:
+            raise CheckpointError(f"motion file: {path} lacks tensors {missing}; re-save the motion")
+        known = {f.name for f in fields(cls)}
+        extra = {k: meta[k] for k in ("fps", "seed", "settings") if k in known and k in meta}
+        return cls(**{k: tensors[k] for k in FRAME_FIELDS}, **extra)

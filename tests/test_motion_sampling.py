@@ -1,0 +1,267 @@
+"""Behaviour of the motion sampler around the reference path: seeds, DDIM, caching, files, smoothing, options."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+from conftest import assert_close, load_fixture
+from motion_support import model_for, options_from, template_from, wave_from
+
+from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
+from joyvasa_core.keypoints import rotation_matrix
+from joyvasa_core.motion.config import MotionGeneratorConfig
+from joyvasa_core.motion.generator import MotionGenerator
+from joyvasa_core.motion.sampler import NoiseStream, SamplingOptions, generate_motion, plan_windows, sample_motion
+from joyvasa_core.motion.schedulers import DDIMScheduler
+from joyvasa_core.motion.sequence import MotionSequence
+from joyvasa_core.motion.smoothing import smooth_pose
+from joyvasa_core.motion.template import MotionTemplate
+
+SMALL = "joyvasa_small.safetensors"
+TOL_FORWARD = 2e-5  # fixture README, denoiser forward
+TOL_MOTION = 1e-4  # fixture README, normalised motion
+
+
+@pytest.fixture(scope="module")
+def fx():
+    return load_fixture(SMALL)
+
+
+@pytest.fixture(scope="module")
+def model(fx):
+    return model_for(SMALL, fx.meta["pe_modes"][0])
+
+
+@pytest.fixture(scope="module")
+def reference_coef(fx, model):
+    return sample_motion(model, wave_from(fx), options_from(fx.meta))
+
+
+def _other_seed(meta) -> int:
+    return meta["sampling"]["noise_seed"] + 1
+
+
+def test_motion_same_seed_same_motion(fx, model, reference_coef):
+    again = sample_motion(model, wave_from(fx), options_from(fx.meta))
+    assert torch.equal(again, reference_coef)
+
+
+def test_motion_different_seed_different_motion(fx, model, reference_coef):
+    other = sample_motion(model, wave_from(fx), options_from(fx.meta, seed=_other_seed(fx.meta)))
+    assert other.shape == reference_coef.shape
+    assert float((other - reference_coef).abs().mean()) > 0.1
+
+
+def test_motion_injected_noise_equals_seeded_noise(fx, model, reference_coef):
+    noise = NoiseStream(x_T=fx["seq.in.motion_at_T"], z=fx["seq.in.z"])
+    injected = sample_motion(model, wave_from(fx), options_from(fx.meta), noise=noise)
+    assert torch.equal(injected, reference_coef)
+    assert noise.n_steps_drawn == fx["seq.in.z"].shape[0]
+
+
+def test_motion_batched_sampling_matches_single(fx, model):
+    """Batch 2 (same clip, same noise per item) gives the single-clip motion for both items."""
+    z = fx["seq.in.z"]
+    noise = NoiseStream(x_T=fx["seq.in.motion_at_T"], z=z)
+    single = sample_motion(model, wave_from(fx), options_from(fx.meta), noise=noise)
+    batched_noise = NoiseStream(x_T=fx["seq.in.motion_at_T"].repeat(2, 1, 1), z=z.repeat(1, 2, 1, 1))
+    wave = wave_from(fx).unsqueeze(0).repeat(2, 1)
+    batched = sample_motion(model, wave, options_from(fx.meta), noise=batched_noise)
+    assert batched.shape[0] == 2
+    for item in batched:
+        assert_close(item, single[0], TOL_MOTION, name="batched item")
+
+
+def test_motion_ddim_runs_and_is_deterministic(fx, model, reference_coef):
+    n_train = fx.meta["model"]["n_diff_steps"]
+    steps = max(2, n_train // 2)
+    options = options_from(fx.meta, scheduler="ddim", num_steps=steps)
+    first = sample_motion(model, wave_from(fx), options)
+    second = sample_motion(model, wave_from(fx), options_from(fx.meta, scheduler="ddim", num_steps=steps,
+                                                                 seed=_other_seed(fx.meta)))
+    assert first.shape == reference_coef.shape
+    assert bool(torch.isfinite(first).all())
+    # eta = 0: the only randomness is x_T, so the same seed repeats exactly and another seed changes the motion.
+    assert torch.equal(first, sample_motion(model, wave_from(fx), options))
+    assert not torch.equal(first, second)
+    assert float((first - reference_coef).abs().max()) > 0
+
+
+def test_motion_ddim_schedule_and_final_step():
+    sched = DDIMScheduler(n_steps=50)
+    sched.set_timesteps(10)
+    ts = sched.timesteps.tolist()
+    assert ts[0] == 50 and ts[-1] == 1 and len(ts) == 10
+    assert all(a > b for a, b in zip(ts, ts[1:], strict=False))
+    assert not any(sched.noise_needed(t) for t in ts)
+    x0 = torch.randn(1, 4, 73)
+    x = torch.randn(1, 4, 73)
+    for t in ts:
+        x = sched.step(x0, t, x)
+    assert torch.equal(x, x0)
+    with pytest.raises(ValueError):
+        sched.set_timesteps(51)
+
+
+def test_motion_precomputed_cross_attention_equals_plain_forward(fx, model):
+    net = model.denoising_net
+    args = [fx[f"fwd.in.{k}"] for k in ("motion_feat", "audio_feat", "prev_motion_feat", "prev_audio_feat", "step")]
+    with torch.no_grad():
+        memory = net.encode_memory(args[1], args[3])
+        plain = net(*args, precompute_cross=False)
+        for step in fx["fwd.in.step"].tolist():
+            cached = net.denoise(args[0], args[2], step, memory)
+            literal = net(args[0], args[1], args[2], args[3], step, precompute_cross=False)
+            assert_close(cached, literal, TOL_FORWARD, name=f"step {step}")
+        assert_close(net.denoise(args[0], args[2], args[4], memory), plain, TOL_FORWARD, name="per-item steps")
+    assert memory.shape == (model.config.n_layers, *args[1].shape[:1], model.config.n_tokens, model.config.feature_dim)
+
+
+def test_motion_sequence_save_load_round_trip(fx, model, tmp_path):
+    seq = generate_motion(model, wave_from(fx), template_from(fx), options_from(fx.meta))
+    path = tmp_path / "motion.safetensors"
+    seq.save(path)
+    back = MotionSequence.load(path)
+    for name in ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R"):
+        assert torch.equal(getattr(back, name), getattr(seq, name)), name
+    assert (back.fps, back.seed, back.settings) == (seq.fps, seq.seed, seq.settings)
+    assert repr(back) == repr(seq) and "\n" not in repr(seq)
+    assert f"{len(seq)} frames" in repr(seq)
+    part = seq.slice(1, 4)
+    assert len(part) == 3 and torch.equal(part.coef, seq.coef[1:4]) and torch.equal(part.R, seq.R[1:4])
+    assert part.frame(0)["exp"].shape == (1, 21, 3)
+    with pytest.raises(CheckpointError, match="format"):
+        MotionSequence.load(fx.path)
+
+
+def test_motion_smoothing_choices(fx):
+    pe = fx.meta["pe_modes"][0]
+    raw = fx[f"{pe}.seq.out.pose_raw"]
+    alpha = options_from(fx.meta).smoothing_alpha
+    ema = smooth_pose(raw, "ema", alpha=alpha)
+    assert_close(ema[:, 0:1], fx[f"{pe}.seq.out.scale"], 2e-5, name="ema scale")
+    assert torch.equal(ema[0], raw[0])
+    assert torch.equal(smooth_pose(raw, "none"), raw)
+    median = smooth_pose(raw, "median", window=3)
+    assert torch.equal(median[0], raw[0])
+    assert_close(median[1], (raw[0] + raw[1]) / 2, 1e-5, name="median of two")
+    k = raw.shape[0] - 1
+    assert_close(median[k], raw[k - 2 : k + 1].median(dim=0).values, 1e-5, name="median of three")
+    mavg = smooth_pose(raw, "moving_average", window=10)
+    assert_close(mavg[9], raw[:10].mean(dim=0), 1e-4, name="moving average")
+    assert_close(mavg[k], raw[k - 9 : k + 1].mean(dim=0), 1e-4, name="moving average tail")
+    seq = MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx), "ema", alpha=alpha)
+    light = seq.resmooth("median")
+    assert torch.equal(light.exp, seq.exp) and torch.equal(light.pose_raw, seq.pose_raw)
+    assert not torch.equal(light.yaw, seq.yaw)
+    assert_close(light.R, rotation_matrix(light.pitch, light.yaw, light.roll), 1e-6, name="R from smoothed angles")
+    with pytest.raises(ValueError):
+        smooth_pose(raw, "gaussian")
+
+
+def test_motion_lag_compensation_shifts_by_two_frames(fx, model, reference_coef):
+    cfg = model.config
+    plan = plan_windows(wave_from(fx).shape[-1], cfg.samples_per_frame, cfg.n_motions)
+    assert plan.lag_frames == fx.meta["audio"]["leading_pad"] // cfg.samples_per_frame
+    shifted = sample_motion(model, wave_from(fx), options_from(fx.meta, lag_compensation=True))
+    assert shifted.shape[1] == reference_coef.shape[1] - plan.lag_frames
+    assert torch.equal(shifted, reference_coef[:, plan.lag_frames :])
+
+
+def test_motion_without_leading_silence(fx, model):
+    wave = wave_from(fx)
+    coef = sample_motion(model, wave, options_from(fx.meta, leading_silence=False))
+    assert coef.shape[1] == wave.shape[-1] // model.config.samples_per_frame
+
+
+def test_motion_template_missing_keys_is_clear(fx):
+    stats = {k[len("tpl.") :]: fx[k] for k in fx.keys() if k.startswith("tpl.")}
+    del stats["max_yaw"], stats["std_exp"]
+    with pytest.raises(CheckpointError, match="max_yaw") as err:
+        MotionTemplate.from_dict(stats)
+    assert "std_exp" in str(err.value)
+
+
+def test_motion_template_round_trip(fx):
+    template = template_from(fx)
+    pe = fx.meta["pe_modes"][0]
+    coef = fx[f"{pe}.seq.out.coef"]
+    parts = template.denormalize(coef)
+    back = template.normalize(parts["exp"], parts["scale"], parts["t"], parts["pitch"], parts["yaw"], parts["roll"])
+    assert_close(back[:, :70], coef[:, :70], 1e-4, name="normalise(denormalise)")
+
+
+def test_motion_progress_and_cancel(fx, model):
+    calls = []
+
+    class Stop:
+        def update(self, done, total, preview=None):
+            calls.append((done, total))
+
+        def check_cancel(self):
+            if len(calls) >= 3:
+                raise Cancelled("stop")
+
+    with pytest.raises(Cancelled):
+        sample_motion(model, wave_from(fx), options_from(fx.meta), progress=Stop())
+    total = fx.meta["n_windows"] * fx.meta["model"]["n_diff_steps"]
+    assert calls == [(1, total), (2, total), (3, total)]
+
+
+def test_motion_bad_audio_is_clear(model):
+    with pytest.raises(AudioInputError):
+        sample_motion(model, torch.zeros(0))
+    with pytest.raises(AudioInputError, match="NaN"):
+        sample_motion(model, torch.full((2000,), float("nan")))
+    with pytest.raises(AudioInputError, match="shorter"):
+        sample_motion(model, torch.zeros(model.config.samples_per_frame - 1), SamplingOptions(leading_silence=False))
+
+
+def test_motion_config_from_checkpoint_args():
+    args = {"motion_feat_dim": 73, "n_motions": 100, "n_prev_motions": 10, "feature_dim": 256, "n_diff_steps": 50,
+            "n_layers": 6, "n_heads": 4, "audio_model": "hubert_zh"}
+    cfg = MotionGeneratorConfig.from_checkpoint_args(args)
+    assert cfg == MotionGeneratorConfig()
+    assert cfg.n_layers == 8 and cfg.n_heads == 8 and cfg.pe_mode == "legacy"
+    assert MotionGeneratorConfig.from_checkpoint_args({**args, "n_motions": 8}, pe_mode="fixed").n_motions == 8
+
+
+def test_motion_checkpoint_file_loads_like_the_official_loader(fx, model, tmp_path):
+    """A torch pickle with args/model/iter (legacy weight-norm names, no TE.pe) loads into an equal model."""
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    prefix = "audio_encoder.encoder.pos_conv_embed.conv."
+    sd[prefix + "weight_g"] = sd.pop(prefix + "parametrizations.weight.original0")
+    sd[prefix + "weight_v"] = sd.pop(prefix + "parametrizations.weight.original1")
+    del sd["denoising_net.TE.pe"]
+    cfg = model.config
+    args = argparse.Namespace(motion_feat_dim=cfg.motion_feat_dim, n_motions=cfg.n_motions,
+                              n_prev_motions=cfg.n_prev_motions, feature_dim=cfg.feature_dim,
+                              n_diff_steps=cfg.n_diff_steps, audio_model="hubert_zh", n_layers=6)
+    path = tmp_path / "motion_generator.pt"
+    torch.save({"args": args, "model": sd, "iter": 1}, path)
+    loaded = MotionGenerator.from_checkpoint(path, pe_mode=cfg.pe_mode, audio_config=model.audio_encoder.config)
+    ref = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, ref[key]), key
+
+    broken = {k: v for k, v in sd.items() if not k.startswith("denoising_net.motion_dec")}
+    with pytest.raises(CheckpointError, match="missing"):
+        MotionGenerator(cfg, model.audio_encoder.config).load_checkpoint_state(broken)
+
+
+def test_motion_unseeded_run_records_its_seed(fx, model):
+    options = options_from(fx.meta, seed=None)
+    seq = generate_motion(model, wave_from(fx), template_from(fx), options)
+    assert isinstance(seq.seed, int)
+    again = generate_motion(model, wave_from(fx), template_from(fx), options_from(fx.meta, seed=seq.seed))
+    assert torch.equal(again.coef, seq.coef)
+
+
+def test_motion_cfg_one_skips_the_null_branch_consistently(fx, model):
+    """cfg 1 runs only the conditional branch; it must agree with the two-branch formula at a scale next to 1."""
+    single = sample_motion(model, wave_from(fx), options_from(fx.meta, cfg_scale=1.0))
+    both = sample_motion(model, wave_from(fx), options_from(fx.meta, cfg_scale=1.0 + 1e-7))
+    assert_close(single, both, TOL_MOTION, name="cfg 1")
+    assert float((single - sample_motion(model, wave_from(fx), options_from(fx.meta))).abs().max()) > 1e-2
