@@ -42,11 +42,11 @@ def prepare_model_folders(models_dir: Path) -> list[Path]:
 def check_environment() -> list[str]:
     """Problems a user should fix, in words; empty when all is well."""
     problems = []
-    if sys.version_info < (3, 10):
-        problems.append(f"Python {sys.version.split()[0]} is too old: this pack needs Python 3.10 or newer.")
     for module in RUNTIME_MODULES:
         if importlib.util.find_spec(module) is None:
-            problems.append(f"Python module '{module}' is missing: run `pip install -r requirements.txt` in {Path.cwd()}.")
+            problems.append(
+                f"Python module '{module}' is missing: run `pip install -r requirements.txt` in {Path.cwd()}."
+            )
     return problems
 
 

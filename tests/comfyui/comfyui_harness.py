@@ -1,0 +1,186 @@
+"""A real ComfyUI server process and a standard-library HTTP client for it (used by conftest.py's fixtures)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import tomllib
+
+# Loopback only: never route through an http_proxy from the environment.
+LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+REPO = Path(__file__).resolve().parents[2]
+COMFYUI_DIR = Path(os.environ.get("JOYVASA_COMFYUI_DIR", REPO / ".comfyui" / "ComfyUI"))
+PACK_NAME = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
+SKIP_REASON = "JOYVASA_SKIP_COMFYUI=1: real-ComfyUI tests disabled (run `bash scripts/setup_comfyui.sh` and unset it)"
+START_TIMEOUT_S = 240.0
+HTTP_TIMEOUT_S = 60.0
+
+
+class PromptRejected(AssertionError):
+    """``POST /prompt`` answered 4xx: the server's validation refused the prompt (body has ``node_errors``)."""
+
+    def __init__(self, status: int, body: dict) -> None:
+        super().__init__(f"HTTP {status}: {json.dumps(body)[:2000]}")
+        self.status, self.body = status, body
+
+
+class ComfyServer:
+    """A running ComfyUI process plus a small standard-library HTTP client for it."""
+
+    def __init__(self, url: str, base: Path, log_path: Path, process: subprocess.Popen) -> None:
+        self.url, self.base, self.log_path, self.process = url, base, log_path, process
+        self.pack_name = PACK_NAME
+        self.pack_dir = base / "custom_nodes" / PACK_NAME
+        self.startup_s = 0.0
+        self.frontend = False  # True when the real web UI is served (else an empty web root)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> object:
+        """JSON in, JSON out; HTTP errors propagate as ``urllib.error.HTTPError``."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with LOOPBACK.open(req, timeout=HTTP_TIMEOUT_S) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def ready(self) -> bool:
+        """True once the server answers HTTP (it only listens after every node module, ours included, loaded)."""
+        try:
+            self.request("GET", "/system_stats")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        return True
+
+    def get_bytes(self, path: str) -> tuple[int, bytes]:
+        """Raw GET (status, body), for static files such as the web extension."""
+        try:
+            with LOOPBACK.open(self.url + path, timeout=HTTP_TIMEOUT_S) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def object_info(self, node_class: str | None = None) -> dict:
+        """``/object_info`` (all node types) or ``/object_info/<class>`` (one)."""
+        if node_class is None:
+            return self.request("GET", "/object_info")
+        return self.request("GET", "/object_info/" + urllib.parse.quote(node_class))
+
+    def queue(self, prompt: dict, extra_data: dict | None = None) -> str:
+        """POST an API-format prompt; returns its id, raises ``PromptRejected`` when validation refuses it."""
+        body = {"prompt": prompt, "client_id": "pytest-" + uuid.uuid4().hex}
+        if extra_data:
+            body["extra_data"] = extra_data
+        try:
+            return self.request("POST", "/prompt", body)["prompt_id"]
+        except urllib.error.HTTPError as err:
+            raise PromptRejected(err.code, json.loads(err.read() or b"{}")) from None
+
+    def wait(self, prompt_id: str, timeout: float = 600.0) -> dict:
+        """Block until the prompt is finished (success or error); returns its ``/history`` entry."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            history = self.request("GET", "/history/" + prompt_id)
+            entry = history.get(prompt_id) if history else None
+            if entry and entry.get("status", {}).get("completed") is not None:
+                return entry
+            if self.process.poll() is not None:
+                raise RuntimeError("ComfyUI died while running a prompt:\n" + self.log_tail())
+            time.sleep(0.1)
+        raise TimeoutError(f"prompt {prompt_id} not finished after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def run(self, prompt: dict, timeout: float = 600.0) -> dict:
+        """Queue a prompt and wait for it; returns the ``/history`` entry (check ``entry['status']['status_str']``)."""
+        return self.wait(self.queue(prompt), timeout)
+
+    def upload(self, path: Path, subfolder: str = "", name: str | None = None) -> str:
+        """Upload a file to ``input/`` (``POST /upload/image``, which takes audio and video too); returns the name
+        to put in a Load* node's widget."""
+        boundary = "joyvasa" + uuid.uuid4().hex
+        fields = {"type": "input", "subfolder": subfolder, "overwrite": "true"}
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+            for key, value in fields.items()
+        ]
+        filename = name or path.name
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+            + path.read_bytes()
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+        req = urllib.request.Request(
+            self.url + "/upload/image",
+            data=b"".join(parts),
+            method="POST",
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        with LOOPBACK.open(req, timeout=HTTP_TIMEOUT_S) as resp:
+            info = json.loads(resp.read())
+        return f"{info['subfolder']}/{info['name']}" if info.get("subfolder") else info["name"]
+
+    def output_path(self, file_entry: dict) -> Path:
+        """Where a ``{"filename", "subfolder", "type"}`` entry of a history output lives on disk."""
+        return self.base / file_entry.get("type", "output") / file_entry.get("subfolder", "") / file_entry["filename"]
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def log_tail(self, chars: int = 6000) -> str:
+        return self.log()[-chars:]
+
+
+# Imports the pack the way ComfyUI's nodes.load_custom_node does (module named after its path, package search path =
+# the pack dir), inside the real ComfyUI tree, and prints what it exports. Run in a subprocess so the test process
+# never gets ComfyUI's top-level modules (nodes, utils, server) on its path.
+READ_EXPORTS = """
+import importlib.util, json, os, sys
+sys.path.insert(0, os.getcwd())
+from comfy.cli_args import args
+args.cpu = True
+import utils.extra_config  # binds the `utils` package before comfy/utils.py can shadow it
+pack = sys.argv[1]
+name = pack.replace(".", "_x_")
+init = os.path.join(pack, "__init__.py")
+spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[pack])
+module = importlib.util.module_from_spec(spec)
+sys.modules[name] = module
+spec.loader.exec_module(module)
+print(json.dumps({
+    "NODE_CLASS_MAPPINGS": sorted(module.NODE_CLASS_MAPPINGS),
+    "NODE_DISPLAY_NAME_MAPPINGS": dict(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {})),
+    "WEB_DIRECTORY": getattr(module, "WEB_DIRECTORY", None),
+}))
+"""
+
+
+def frontend_installed() -> bool:
+    """Whether the real web UI (``comfyui-frontend-package``, installed with the browser check) is importable."""
+    return importlib.util.find_spec("comfyui_frontend_package") is not None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+
+

@@ -1,0 +1,102 @@
+"""Boots a REAL ComfyUI 0.3.75 server with this repository installed as a custom node pack.
+
+The tree comes from ``scripts/setup_comfyui.sh`` (``.comfyui/ComfyUI``, outside git). Each test session gets one
+server on a free loopback port with a temporary ``--base-directory`` (models/, custom_nodes/, input/, output/, user/),
+an in-memory database and an empty web root, so nothing outside the temp dir is touched. The repository is symlinked
+into ``custom_nodes`` under the Registry install name (pyproject ``[project].name``), which is what Manager and the
+Registry use, so relative imports are exercised exactly as users get them.
+
+Env: ``JOYVASA_SKIP_COMFYUI=1`` skips every ``comfyui``-marked test (with a reason); ``JOYVASA_COMFYUI_DIR`` points
+at another ComfyUI tree. Otherwise a missing tree fails the tests: they must run, not skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from comfyui_harness import (
+    COMFYUI_DIR,
+    PACK_NAME,
+    READ_EXPORTS,
+    REPO,
+    SKIP_REASON,
+    START_TIMEOUT_S,
+    ComfyServer,
+    free_port,
+    frontend_installed,
+    stop,
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("JOYVASA_SKIP_COMFYUI") != "1":
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if item.get_closest_marker("comfyui"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def comfyui(tmp_path_factory: pytest.TempPathFactory):
+    """One real ComfyUI server for the session, with this repository loaded as the ``PACK_NAME`` custom node pack."""
+    if os.environ.get("JOYVASA_SKIP_COMFYUI") == "1":
+        pytest.skip(SKIP_REASON)
+    if not (COMFYUI_DIR / "main.py").is_file():
+        pytest.fail(f"no ComfyUI tree at {COMFYUI_DIR}: run `bash scripts/setup_comfyui.sh` (scripts/test.sh does)")
+    base = tmp_path_factory.mktemp("comfyui_base")
+    for sub in ("custom_nodes", "input", "output", "models", "user/default", "web_root"):
+        (base / sub).mkdir(parents=True)
+    # the browser check must not meet the first-run template dialog
+    (base / "user" / "default" / "comfy.settings.json").write_text('{"Comfy.TutorialCompleted": true}')
+    pack_link = base / "custom_nodes" / PACK_NAME
+    pack_link.symlink_to(REPO, target_is_directory=True)
+    port = free_port()
+    log_path = base / "server.log"
+    cmd = [
+        sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+        "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
+        "--base-directory", str(base),
+    ]  # fmt: skip
+    frontend = frontend_installed()
+    if not frontend:  # ComfyUI exits at start-up without a frontend unless it gets a web root to serve
+        cmd += ["--front-end-root", str(base / "web_root")]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = ComfyServer(f"http://127.0.0.1:{port}", base, log_path, process)
+    server.frontend = frontend
+    t0 = time.monotonic()
+    try:
+        while not server.ready():
+            if process.poll() is not None or time.monotonic() - t0 > START_TIMEOUT_S:
+                stop(process)
+                pytest.fail(
+                    f"ComfyUI did not start (exit code {process.returncode}, {time.monotonic() - t0:.0f} s). "
+                    f"Server log tail:\n{server.log_tail()}",
+                    pytrace=False,
+                )
+            time.sleep(0.2)
+        server.startup_s = time.monotonic() - t0
+        yield server
+    finally:
+        stop(process)
+        pack_link.unlink(missing_ok=True)  # never let a temp-dir cleanup walk into the repository
+
+
+@pytest.fixture(scope="session")
+def pack_exports(comfyui: ComfyServer) -> dict:
+    """What the pack's ``__init__.py`` exports (``NODE_CLASS_MAPPINGS`` keys, display names, ``WEB_DIRECTORY``),
+    read by importing it in a separate interpreter inside the same ComfyUI tree."""
+    proc = subprocess.run(
+        [sys.executable, "-c", READ_EXPORTS, str(comfyui.pack_dir)],
+        cwd=COMFYUI_DIR, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+    )  # fmt: skip
+    assert proc.returncode == 0, f"importing the pack outside the server failed:\n{proc.stderr[-6000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
