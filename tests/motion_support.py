@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 
 import torch
-from conftest import fill_module, load_fixture
+from fixture_support import fill_module, load_fixture
 
 from joyvasa_core.audio.encoder import hubert_config
 from joyvasa_core.motion.config import MotionGeneratorConfig

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import soxr
 import torch
-from conftest import fixture_path, load_fixture
+from fixture_support import fixture_path, load_fixture
 
 from joyvasa_core.audio.io import SILENCE_PEAK, load_audio
 from joyvasa_core.errors import AudioInputError

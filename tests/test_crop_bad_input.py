@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import fixture_path, load_fixture
+from fixture_support import fixture_path, load_fixture
 
 from joyvasa_core.errors import FaceInputError
 from joyvasa_core.face.crop import crop_face, whole_image_crop

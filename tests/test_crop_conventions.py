@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import load_fixture
+from fixture_support import load_fixture
 
 from joyvasa_core.errors import FaceInputError
 from joyvasa_core.face.crop import CropConfig, anchor_points, crop_face, rect_from_landmarks

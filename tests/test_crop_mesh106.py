@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, load_fixture
+from fixture_support import assert_close, load_fixture
 
 from joyvasa_core.errors import FaceInputError
 from joyvasa_core.face.crop import MESH_CROPS, CropConfig, crop_face, crop_points, rect_from_landmarks

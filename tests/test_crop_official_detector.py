@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import onnx
 import pytest
-from conftest import load_fixture
+from fixture_support import load_fixture
 from onnx import TensorProto, helper, numpy_helper
 
 from joyvasa_core.errors import CheckpointError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, load_fixture
+from fixture_support import assert_close, load_fixture
 
 from joyvasa_core.face.crop import ANCHORS, CropConfig, crop_face
 from joyvasa_core.face.mask import mask_template

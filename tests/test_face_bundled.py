@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLED_FIXTURES, load_fixture
+from fixture_support import BUNDLED_FIXTURES, load_fixture
 from safetensors import safe_open
 
 from joyvasa_core.errors import FaceInputError

@@ -9,7 +9,7 @@ import pickle
 
 import pytest
 import torch
-from conftest import fill_module, fixture_dir, load_fixture
+from fixture_support import fill_module, fixture_dir, load_fixture
 
 from joyvasa_core.checkpoints.files import read_checkpoint, sniff_format
 from joyvasa_core.checkpoints.liveportrait import (

@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close, fill_module, load_fixture
+from fixture_support import assert_close, fill_module, load_fixture
 
 from joyvasa_core.keypoints import (
     LIP_KEYPOINTS,

@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from conftest import fixture_dir, load_fixture
+from fixture_support import fixture_dir, load_fixture
 
 from joyvasa_core.liveportrait import (
     AppearanceConfig,

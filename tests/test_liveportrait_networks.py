@@ -9,7 +9,7 @@ from functools import cached_property
 
 import pytest
 import torch
-from conftest import assert_close, assert_stats, fill_module, fill_rule, load_fixture
+from fixture_support import assert_close, assert_stats, fill_module, fill_rule, load_fixture
 
 from joyvasa_core.keypoints import keypoint_info_from_heads
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks

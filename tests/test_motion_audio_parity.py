@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import assert_close, fill_module, load_fixture
+from fixture_support import assert_close, fill_module, load_fixture
 
 from joyvasa_core.audio.encoder import build_hubert, encode_window, hubert_config, pad_audio
 

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, load_fixture
+from fixture_support import REPO, load_fixture
 from safetensors.torch import save_file
 
 from joyvasa_core.audio.encoder import build_hubert, hubert_config, remap_pos_conv_weight_norm

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_close, fill_rule, load_fixture
+from fixture_support import assert_close, fill_rule, load_fixture
 from motion_support import MOTION_FIXTURES, build_model, model_for, options_from, template_from, wave_from
 
 from joyvasa_core.motion.generator import MotionGenerator

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 import torch
-from conftest import assert_close, load_fixture
+from fixture_support import assert_close, load_fixture
 from motion_support import model_for, options_from, template_from, wave_from
 
 from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError

@@ -1,4 +1,7 @@
-"""Shared test helpers: where fixtures live, how to read their metadata and rebuild their weights."""
+"""Shared test helpers: where fixtures live, how to read their metadata and rebuild their weights.
+
+A plain module (not conftest.py) so tests import it by name without clashing with tests/comfyui/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors import safe_open
 
@@ -116,8 +118,3 @@ def assert_stats(actual: torch.Tensor, stats: torch.Tensor, rtol: float = 1e-5, 
     assert abs(float(got[0] - ref[0])) <= rtol * scale, f"{name}: sum {float(got[0])} vs {float(ref[0])}"
     assert abs(float(got[1] - ref[1])) <= rtol * scale, f"{name}: abs-sum {float(got[1])} vs {float(ref[1])}"
     assert abs(float(got[2] - ref[2])) <= rtol * float(ref[2]), f"{name}: L2 {float(got[2])} vs {float(ref[2])}"
-
-
-@pytest.fixture(scope="session")
-def fixtures_root() -> Path:
-    return fixture_dir()
