@@ -1,0 +1,7 @@
+"""``python -m joyvasa_core``: the whole job from the command line (see ``cli.py``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

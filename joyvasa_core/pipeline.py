@@ -1,0 +1,391 @@
+"""The whole job as a composition of the stages, one function per node of the graph:
+
+    LoadReferenceFace -> ExtractAppearance ------------------------------------------.
+    EncodeAudio -> SampleMotionDiffusion -> ComputeTargetKeypoints -> WarpAndRender -> frames
+
+Per-source work happens once (F, M, W's source compression, the paste-back grid and mask); per-frame work runs in
+chunks of ``batch_size`` frames through W and G at once, with progress and cancellation between chunks.
+``render_frames`` yields chunks so a long clip streams to the video writer instead of sitting in memory.
+
+Defaults are the reference web demo's path for humans (crop, relative motion with the hull multiplier, stitching,
+lip normalisation, paste-back, cfg 4.0); ``preset="cli"`` is the reference command line's path, and animals get no
+crop, no stitching and no paste-back (``animate_options``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from .audio.io import load_audio
+from .errors import FaceInputError
+from .face.pasteback import PasteBack
+from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
+from .keypoints import KeypointComposer, KeypointOptions, MotionFrames, keypoint_info_from_heads
+from .motion.sampler import SamplingOptions, generate_motion, plan_windows
+from .motion.sequence import MotionSequence
+from .progress import Progress, ensure_progress
+from .types import Appearance, AudioFeatures, LivePortraitModels, MotionModel, TargetKeypoints
+
+PRESETS = ("web", "cli")
+KEYPOINT_CHUNK = 1024  # frames per keypoint-composition pass (tiny tensors; bounds memory for hour-long clips)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Options and presets
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    """Every choice of one job. Build it with :func:`animate_options` rather than by hand."""
+
+    mode: str = "human"
+    preset: str = "web"
+    reference: ReferenceOptions = field(default_factory=ReferenceOptions)
+    sampling: SamplingOptions = field(default_factory=lambda: SamplingOptions(cfg_scale=4.0))
+    keypoints: KeypointOptions = field(default_factory=KeypointOptions.gradio_default)
+    paste_back: bool = True
+    batch_size: int = 4
+
+
+def animate_options(
+    preset: str = "web",
+    animal: bool = False,
+    crop: bool | None = None,
+    stitching: bool | None = None,
+    paste_back: bool | None = None,
+    batch_size: int = 4,
+    sampling: dict[str, Any] | None = None,
+    keypoints: dict[str, Any] | None = None,
+    reference: dict[str, Any] | None = None,
+) -> AnimateOptions:
+    """The preset's options with the user's changes on top.
+
+    ``web`` (default): the reference web demo, which made the published results (crop, hull multiplier, stitching,
+    lip normalisation, paste-back, cfg 4.0). ``cli``: the reference command line (no crop, no hull multiplier, no
+    stitching, no lip normalisation, multiplier 1.10, cfg 2.8). ``animal``: the whole image, always relative with the
+    hull multiplier, source scale, no stitching, no paste-back. ``crop``/``stitching``/``paste_back`` switch single
+    features; ``sampling``/``keypoints``/``reference`` replace fields of those option objects.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"animate options: preset must be one of {PRESETS}, got {preset!r}")
+    web = preset == "web"
+    if animal:
+        kp = KeypointOptions.animal()
+        ref = ReferenceOptions(mode="animal")
+        paste = False
+    else:
+        kp = KeypointOptions.gradio_default() if web else KeypointOptions.cli_default()
+        ref = ReferenceOptions(mode="human", crop="face" if web else "whole")
+        paste = web
+    samp = SamplingOptions(cfg_scale=4.0 if web else 2.8)
+    if crop is not None:
+        if crop and animal:
+            raise ValueError("animal mode has no face detector: give a box (reference crop 'box') to crop an animal")
+        ref = replace(ref, crop="face" if crop else "whole")
+    if stitching is not None:
+        kp = replace(kp, stitching=stitching)
+    if paste_back is not None:
+        paste = paste_back
+    if sampling:
+        samp = replace(samp, **sampling)
+    if keypoints:
+        kp = replace(kp, **keypoints)
+    if reference:
+        ref = replace(ref, **reference)
+    if batch_size < 1:
+        raise ValueError(f"animate options: batch_size must be >= 1, got {batch_size}")
+    return AnimateOptions(mode="animal" if animal else "human", preset=preset, reference=ref, sampling=samp,
+                          keypoints=kp, paste_back=paste, batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stages
+
+
+def load_reference_face(image: Any, detector: Any = None, options: ReferenceOptions | None = None) -> ReferenceFace:
+    """LoadReferenceFace: find, choose and crop the face (see ``face.reference.prepare_reference``)."""
+    return prepare_reference(image, detector, options)
+
+
+def _image_tensor(crops256: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B,256,256,3) uint8 -> (B,3,256,256) float in [0,1], as the reference's ``prepare_source``."""
+    x = torch.from_numpy(np.ascontiguousarray(crops256)).to(device)
+    return x.permute(0, 3, 1, 2).to(torch.float32).div_(255).clamp_(0, 1)
+
+
+@torch.no_grad()
+def extract_appearance(models: LivePortraitModels, reference: ReferenceFace, index: int = 0) -> Appearance:
+    """ExtractAppearance: F, M and W's source compression on face ``index`` of the reference, once per source."""
+    if not 0 <= index < len(reference):
+        raise FaceInputError(f"extract appearance: face index {index} is out of range; the reference holds "
+                             f"{len(reference)} image(s).")
+    face = reference[index]
+    x = _image_tensor(face.crop256[None], models.device)
+    with models.autocast():
+        feature = models.appearance(x).float()
+        heads = models.motion(x)
+    info = keypoint_info_from_heads(heads)
+    with models.autocast():
+        compressed = models.warping.compress_source(feature).float()
+    eye = lip = None
+    if face.ratios is not None:
+        if face.ratios.eye_left is not None and face.ratios.eye_right is not None:
+            eye = torch.tensor([[face.ratios.eye_left, face.ratios.eye_right]], dtype=torch.float32)
+        if face.ratios.lip is not None:
+            lip = torch.tensor([[face.ratios.lip]], dtype=torch.float32)
+    return Appearance(feature=feature, info=info, x_s=info.transformed(), compressed=compressed, eye_ratio=eye,
+                      lip_ratio=lip, mode=reference.mode)
+
+
+def encode_audio(
+    audio: Any, motion_model: MotionModel | None = None, sample_rate: int | None = None,
+    leading_silence: bool = True, source: str | None = None,
+) -> AudioFeatures:
+    """EncodeAudio: decode/downmix/resample to 16 kHz mono and plan the windows (frame count known up front).
+
+    HuBERT itself runs inside the sampler, window by window (its API takes the waveform); keeping the waveform here
+    keeps memory flat and lets the motion be re-sampled with another seed or cfg from the same edge.
+    """
+    if sample_rate is None and isinstance(audio, (torch.Tensor, np.ndarray)):
+        sample_rate = 16000  # raw samples without a rate: the generator's own rate
+    wave = load_audio(audio, sample_rate)
+    if source is None and (isinstance(audio, str) or hasattr(audio, "__fspath__")):
+        source = os.fspath(audio)
+    cfg = motion_model.config if motion_model is not None else None
+    spf = cfg.samples_per_frame if cfg is not None else 640
+    window = cfg.n_motions if cfg is not None else 100
+    plan = plan_windows(int(wave.shape[-1]), spf, window, leading_silence)
+    return AudioFeatures(waveform=wave.float().cpu(), plan=plan, sample_rate=16000, source=source)
+
+
+def sample_motion(
+    motion_model: MotionModel, audio: AudioFeatures, options: SamplingOptions | None = None,
+    progress: Progress | None = None,
+) -> MotionSequence:
+    """SampleMotionDiffusion: audio -> de-normalised, smoothed motion (defaults: web demo cfg 4.0)."""
+    options = options or SamplingOptions(cfg_scale=4.0)
+    if options.leading_silence != (audio.plan.leading_pad > 0):
+        options = replace(options, leading_silence=audio.plan.leading_pad > 0)
+    return generate_motion(motion_model.generator, audio.waveform, motion_model.template, options, progress=progress)
+
+
+def motion_frames(motion: MotionSequence, start: int = 0, stop: int | None = None) -> MotionFrames:
+    """Frames [start, stop) of a motion sequence as LivePortrait driving motion."""
+    sl = slice(start, stop)
+    return MotionFrames(exp=motion.exp[sl].reshape(-1, 21, 3), scale=motion.scale[sl].reshape(-1, 1),
+                        t=motion.t[sl].reshape(-1, 3), R=motion.R[sl])
+
+
+@torch.no_grad()
+def compute_target_keypoints(
+    models: LivePortraitModels, appearance: Appearance, motion: MotionSequence,
+    options: KeypointOptions | None = None, progress: Progress | None = None,
+) -> TargetKeypoints:
+    """ComputeTargetKeypoints: x_d of every frame, relative to motion frame 0 (joyvasa.md 5.3 / 5.4)."""
+    options = options or KeypointOptions.gradio_default()
+    progress = ensure_progress(progress)
+    if appearance.batch_size != 1:
+        raise FaceInputError(f"compute keypoints: one source face per job, the appearance holds "
+                             f"{appearance.batch_size}; extract the appearance of one face.")
+    if motion.n_frames < 1:
+        raise ValueError("compute keypoints: the motion has no frames")
+    dev = models.device
+    needs_net = (options.stitching or options.eye_retargeting or options.lip_retargeting
+                 or (options.normalize_lip and appearance.lip_ratio is not None))
+    if needs_net and models.stitching is None:
+        raise FaceInputError("compute keypoints: stitching / lip normalisation need the stitching network; load "
+                             "stitching_retargeting_module or turn them off.")
+    lip = None if appearance.lip_ratio is None else appearance.lip_ratio.to(dev)
+    eye = None if appearance.eye_ratio is None else appearance.eye_ratio.to(dev)
+    composer = KeypointComposer(
+        source=appearance.info.to(dev), reference=_to(motion_frames(motion, 0, 1), dev), options=options,
+        retargeting=models.stitching, source_lip_ratio=lip, source_eye_ratio=eye,
+    )
+    n = motion.n_frames
+    out = []
+    for start in range(0, n, KEYPOINT_CHUNK):
+        progress.check_cancel()
+        out.append(composer(_to(motion_frames(motion, start, start + KEYPOINT_CHUNK), dev)).x_d.float().cpu())
+        progress.update(min(start + KEYPOINT_CHUNK, n), n)
+    return TargetKeypoints(x_d=torch.cat(out), x_s=composer.x_s.float().cpu(), options=options, fps=motion.fps,
+                           mode=appearance.mode)
+
+
+def _to(frames: MotionFrames, device: torch.device) -> MotionFrames:
+    return MotionFrames(*(t.to(device=device, dtype=torch.float32) for t in (frames.exp, frames.scale, frames.t,
+                                                                               frames.R)))
+
+
+def paste_back_for(reference: ReferenceFace | None, index: int = 0, crop_size: int = 512) -> PasteBack | None:
+    """The per-source paste-back (mask and sampling grid warped once), or None when the source was not cropped."""
+    if reference is None:
+        return None
+    face = reference[index]
+    if face.crop.method == "whole":
+        return None
+    return PasteBack(face.image, face.crop.M_c2o, crop_size=crop_size)
+
+
+@torch.no_grad()
+def render_frames(
+    models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
+    paste_back: PasteBack | None = None, batch_size: int = 4, progress: Progress | None = None,
+    as_uint8: bool = False, start: int = 0, stop: int | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield (n, H, W, 3) CPU frames, ``batch_size`` at a time: W and G on the chunk, then paste-back.
+
+    Frames are float in [0, 1] (a ComfyUI IMAGE chunk), or uint8 truncated like the reference's writer with
+    ``as_uint8``. Without ``paste_back`` the frames are G's crop (512x512).
+    """
+    progress = ensure_progress(progress)
+    if batch_size < 1:
+        raise ValueError(f"render: batch_size must be >= 1, got {batch_size}")
+    dev = models.device
+    feature = appearance.feature.to(dev)
+    compressed = None if appearance.compressed is None else appearance.compressed.to(dev)
+    x_s = appearance.x_s.to(dev, torch.float32)
+    stop = keypoints.n_frames if stop is None else min(stop, keypoints.n_frames)
+    total = max(0, stop - start)
+    for lo in range(start, stop, batch_size):
+        progress.check_cancel()
+        x_d = keypoints.x_d[lo : min(lo + batch_size, stop)].to(dev, torch.float32)
+        with models.autocast():
+            warped = models.warping(feature, kp_source=x_s, kp_driving=x_d, compressed=compressed)["out"]
+            image = models.spade(warped)
+        image = image.float()
+        if paste_back is not None:
+            frames = paste_back(image, layout="nchw", as_uint8=as_uint8)
+        else:
+            frames = image.clamp(0, 1).permute(0, 2, 3, 1)
+            if as_uint8:
+                frames = frames.mul(255).to(torch.uint8)  # truncation, as the reference's astype(uint8)
+        yield frames.cpu()
+        progress.update(min(lo + batch_size, stop) - start, total)
+
+
+def warp_and_render(
+    models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
+    reference: ReferenceFace | None = None, paste_back: bool = True, batch_size: int = 4,
+    progress: Progress | None = None, index: int = 0,
+) -> torch.Tensor:
+    """WarpAndRender: every frame at once, (N, H, W, 3) float in [0, 1] (the original image's size with paste-back,
+    else the 512 crop). For long clips prefer :func:`render_frames`, which streams."""
+    pb = paste_back_for(reference, index, models.crop_size) if paste_back else None
+    chunks = list(render_frames(models, appearance, keypoints, pb, batch_size, progress))
+    return torch.cat(chunks) if chunks else torch.zeros(0, models.crop_size, models.crop_size, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The whole job
+
+
+@dataclass(frozen=True, eq=False)
+class Animation:
+    """A prepared job: every stage up to the keypoints done, the frames still to render (stream or all at once)."""
+
+    reference: ReferenceFace
+    appearance: Appearance
+    audio: AudioFeatures | None
+    motion: MotionSequence
+    keypoints: TargetKeypoints
+    paste_back: PasteBack | None
+    options: AnimateOptions
+
+    @property
+    def n_frames(self) -> int:
+        return self.keypoints.n_frames
+
+    @property
+    def fps(self) -> int:
+        return self.keypoints.fps
+
+    def frame_size(self, models: LivePortraitModels) -> tuple[int, int]:
+        """(width, height) of the output frames."""
+        if self.paste_back is not None:
+            return self.paste_back.width, self.paste_back.height
+        return models.crop_size, models.crop_size
+
+    def frames(
+        self, models: LivePortraitModels, progress: Progress | None = None, as_uint8: bool = False,
+        batch_size: int | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Stream the frames in chunks of ``batch_size`` (default: the options')."""
+        return render_frames(models, self.appearance, self.keypoints, self.paste_back,
+                             batch_size or self.options.batch_size, progress, as_uint8)
+
+    def render(self, models: LivePortraitModels, progress: Progress | None = None) -> torch.Tensor:
+        chunks = list(self.frames(models, progress))
+        return torch.cat(chunks)
+
+
+def prepare_animation(
+    image: Any,
+    audio: Any,
+    liveportrait: LivePortraitModels,
+    motion_model: MotionModel | None = None,
+    detector: Any = None,
+    options: AnimateOptions | None = None,
+    motion: MotionSequence | None = None,
+    progress: Progress | None = None,
+    sample_rate: int | None = None,
+) -> Animation:
+    """Everything but the pixels: face, appearance, audio, motion (sampled, or ``motion`` reused) and keypoints.
+
+    ``audio`` may be None when ``motion`` is given (a silent video of a saved motion).
+    """
+    options = options or animate_options()
+    if motion is None and motion_model is None:
+        raise ValueError("animate: give a motion model to sample motion, or a saved motion to reuse")
+    if motion is None and audio is None:
+        raise ValueError("animate: give speech audio to sample motion from")
+    reference = load_reference_face(image, detector, options.reference)
+    appearance = extract_appearance(liveportrait, reference)
+    features = None
+    if audio is not None:
+        features = encode_audio(audio, motion_model, sample_rate, options.sampling.leading_silence)
+    if motion is None:
+        motion = sample_motion(motion_model, features, options.sampling, progress)
+    keypoints = compute_target_keypoints(liveportrait, appearance, motion, options.keypoints)
+    crop_ok = reference[0].crop.method != "whole"
+    use_paste = options.paste_back and crop_ok and options.keypoints.stitching
+    pb = paste_back_for(reference, 0, liveportrait.crop_size) if use_paste else None
+    return Animation(reference=reference, appearance=appearance, audio=features, motion=motion, keypoints=keypoints,
+                     paste_back=pb, options=options)
+
+
+@dataclass(frozen=True, eq=False)
+class AnimationResult:
+    """Frames (N, H, W, 3) float in [0, 1] and the audio to play with them (ComfyUI IMAGE + AUDIO)."""
+
+    frames: torch.Tensor
+    audio: AudioFeatures | None
+    motion: MotionSequence
+    fps: int
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape[:3]
+        return f"AnimationResult({n} frames {w}x{h} @ {self.fps} fps, {self.motion!r})"
+
+
+def animate(
+    image: Any,
+    audio: Any,
+    liveportrait: LivePortraitModels,
+    motion_model: MotionModel | None = None,
+    detector: Any = None,
+    options: AnimateOptions | None = None,
+    motion: MotionSequence | None = None,
+    progress: Progress | None = None,
+    render_progress: Progress | None = None,
+) -> AnimationResult:
+    """The whole job in memory: image + speech -> frames. Paste-back (web preset) only applies to a cropped face
+    with stitching on, as in the reference; otherwise the frames are the 512 crop."""
+    job = prepare_animation(image, audio, liveportrait, motion_model, detector, options, motion, progress)
+    frames = job.render(liveportrait, render_progress)
+    return AnimationResult(frames=frames, audio=job.audio, motion=job.motion, fps=job.fps)
