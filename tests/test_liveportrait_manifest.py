@@ -11,6 +11,7 @@ import pytest
 import torch
 from fixture_support import fixture_dir, load_fixture
 
+from joyvasa_core.checkpoints.liveportrait import to_community_layout, to_official_layout
 from joyvasa_core.liveportrait import (
     AppearanceConfig,
     AppearanceFeatureExtractor,
@@ -23,8 +24,6 @@ from joyvasa_core.liveportrait import (
     StitchingRetargetingNetwork,
     WarpingConfig,
     WarpingNetwork,
-    flat_to_official,
-    official_to_flat,
 )
 
 FLAT_MANIFESTS = {
@@ -102,9 +101,9 @@ def test_liveportrait_stitching_official_nested_layout_round_trip() -> None:
         group: {k: torch.zeros(v["shape"]) for k, v in inner.items()}
         for group, inner in manifest["layouts"]["official"].items()
     }
-    flat = official_to_flat(nested)
+    flat = to_community_layout(nested)
     assert list(flat) == list(manifest["layouts"]["flattened"])
-    back = flat_to_official(flat)
+    back = to_official_layout(flat)
     assert {g: list(d) for g, d in back.items()} == {g: list(d) for g, d in nested.items()}
     net = StitchingRetargetingNetwork()
     net.load_state_dict(flat, strict=True)

@@ -16,7 +16,7 @@ from .config import (
 from .dense_motion import DenseMotionNetwork
 from .motion_extractor import MotionExtractor
 from .spade import SPADEDecoder
-from .stitching import StitchingRetargetingNetwork, flat_to_official, official_to_flat
+from .stitching import StitchingRetargetingNetwork
 from .warping import WarpingNetwork
 
 __all__ = [
@@ -35,8 +35,6 @@ __all__ = [
     "WarpingConfig",
     "WarpingNetwork",
     "build_networks",
-    "flat_to_official",
-    "official_to_flat",
 ]
 
 

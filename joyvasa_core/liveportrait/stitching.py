@@ -1,7 +1,7 @@
 """S: the stitching and retargeting MLPs (keypoint deltas), always run in fp32.
 
 The official checkpoint is a nested dict ``{group: {"module.mlp.N.*": ...}}``; this module uses the flattened
-community layout ``{group}_module.mlp.N.*`` (see ``official_to_flat`` / ``flat_to_official``).
+community layout ``{group}_module.mlp.N.*`` (``joyvasa_core.checkpoints.liveportrait`` converts between them).
 """
 
 from __future__ import annotations
@@ -73,21 +73,3 @@ class StitchingRetargetingNetwork(nn.Module):
         """Eye delta (B, K, 3) from ``ratio`` (B, 3) = [source left, source right, target eye ratio]."""
         s, r = self._pair(x_s, ratio)
         return self.retarget_eye_module(torch.cat([s, r], dim=1)).reshape(s.shape[0], -1, 3)
-
-
-def official_to_flat(nested: dict[str, dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """``nested[group]["module." + k]`` -> ``flat[group + "_module." + k]``."""
-    flat: dict[str, torch.Tensor] = {}
-    for group, inner in nested.items():
-        for key, value in inner.items():
-            flat[f"{group}_module.{key.removeprefix('module.')}"] = value
-    return flat
-
-
-def flat_to_official(flat: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    """Inverse of ``official_to_flat``: split at the first dot and drop the ``_module`` suffix."""
-    nested: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
-        head, tail = key.split(".", 1)
-        nested.setdefault(head.removesuffix("_module"), {})["module." + tail] = value
-    return nested
