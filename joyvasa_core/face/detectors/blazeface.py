@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .mp_layers import TFConv2d, depth_to_space_tf, nhwc_rows, pad_channels
+from .mp_layers import BlazeResidual, TFConv2d, depth_to_space_tf, nhwc_rows
 
 
 @dataclass(frozen=True)
@@ -146,22 +146,6 @@ def postprocess(
     return weighted_nms(boxes[valid], kps[valid], scores[keep][valid], cfg.min_suppression_threshold)
 
 
-class BlazeBlock(nn.Module):
-    """Short-range residual: depthwise 3×3 (stride 1|2) -> pointwise; skip is max-pooled and zero-padded; ReLU."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.stride = stride
-        self.out_ch = out_ch
-        self.dw = TFConv2d(in_ch, in_ch, 3, stride, "same", depthwise=True)
-        self.pw = TFConv2d(in_ch, out_ch, 1, 1, "valid")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw(self.dw(x))
-        skip = nn.functional.max_pool2d(x, 2, 2) if self.stride == 2 else x
-        return torch.relu(pad_channels(skip, self.out_ch) + y)
-
-
 # (in, out, stride) of the short-range backbone after the 5×5 stem; the stride-8 (16×16) map ends at index 10.
 _SHORT_BLOCKS = (
     (24, 24, 1), (24, 28, 1), (28, 32, 2), (32, 36, 1), (36, 42, 1), (42, 48, 2), (48, 56, 1), (56, 64, 1),
@@ -175,7 +159,7 @@ class BlazeFaceShortNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.stem = TFConv2d(3, 24, 5, 2, "same")
-        self.blocks = nn.ModuleList(BlazeBlock(i, o, s) for i, o, s in _SHORT_BLOCKS)
+        self.blocks = nn.ModuleList(BlazeResidual(i, o, s) for i, o, s in _SHORT_BLOCKS)
         self.regressor_s8 = TFConv2d(88, 32, 1, 1, "same")
         self.regressor_s16 = TFConv2d(96, 96, 1, 1, "same")
         self.classifier_s8 = TFConv2d(88, 2, 1, 1, "same")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .mp_layers import TFConv2d, TFPReLU, pad_channels
+from .mp_layers import BlazeResidual, TFConv2d, TFPReLU
 
 
 @dataclass(frozen=True)
@@ -72,23 +72,6 @@ def warp_roi(image: np.ndarray, rect: RotatedRect, out_size: int, flip: bool = F
     return cv2.warpAffine(image, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-class MeshBlock(nn.Module):
-    """Residual: depthwise 3×3 (stride 1|2) -> pointwise; skip max-pooled and zero-padded; PReLU after the add."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
-        super().__init__()
-        self.stride = stride
-        self.out_ch = out_ch
-        self.dw = TFConv2d(in_ch, in_ch, 3, stride, "same", depthwise=True)
-        self.pw = TFConv2d(in_ch, out_ch, 1, 1, "valid")
-        self.act = TFPReLU(out_ch)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.pw(self.dw(x))
-        skip = nn.functional.max_pool2d(x, 2, 2) if self.stride == 2 else x
-        return self.act(pad_channels(skip, self.out_ch) + y)
-
-
 # (in, out, stride) of the shared trunk after the stem: 96² -> 6².
 _TRUNK = (
     (16, 16, 1), (16, 16, 1), (16, 32, 2), (32, 32, 1), (32, 32, 1), (32, 64, 2), (64, 64, 1), (64, 64, 1),
@@ -101,10 +84,10 @@ class MeshHead(nn.Module):
 
     def __init__(self, blocks: tuple[tuple[int, int, int], ...], out_values: int) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(*(MeshBlock(i, o, s) for i, o, s in blocks))
+        self.blocks = nn.Sequential(*(BlazeResidual(i, o, s, prelu=True) for i, o, s in blocks))
         self.reduce = TFConv2d(128, 32, 1, 1, "valid")
         self.reduce_act = TFPReLU(32)
-        self.block32 = MeshBlock(32, 32)
+        self.block32 = BlazeResidual(32, 32, prelu=True)
         self.out = TFConv2d(32, out_values, 3, 3, "valid")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +102,7 @@ class FaceMeshNet(nn.Module):
         super().__init__()
         self.stem = TFConv2d(3, 16, 3, 2, "same")
         self.stem_act = TFPReLU(16)
-        self.trunk = nn.Sequential(*(MeshBlock(i, o, s) for i, o, s in _TRUNK))
+        self.trunk = nn.Sequential(*(BlazeResidual(i, o, s, prelu=True) for i, o, s in _TRUNK))
         self.landmarks = MeshHead(((128, 128, 2), (128, 128, 1), (128, 128, 1)), 1404)
         self.presence = MeshHead(((128, 128, 2),), 1)
 
