@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from .audio.io import load_audio
-from .errors import FaceInputError
+from .errors import AudioInputError, FaceInputError
 from .face.pasteback import PasteBack
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
 from .keypoints import KeypointComposer, KeypointOptions, MotionFrames, keypoint_info_from_heads
-from .motion.sampler import SamplingOptions, generate_motion, plan_windows
+from .motion.sampler import SamplingOptions, audio_model_fingerprint, encode_windows, generate_motion, plan_windows
 from .motion.sequence import MotionSequence
 from .progress import Progress, ensure_progress
 from .types import Appearance, AudioFeatures, LivePortraitModels, MotionModel, TargetKeypoints
@@ -145,34 +145,67 @@ def extract_appearance(models: LivePortraitModels, reference: ReferenceFace, ind
 
 def encode_audio(
     audio: Any, motion_model: MotionModel | None = None, sample_rate: int | None = None,
-    leading_silence: bool = True, source: str | None = None,
+    leading_silence: bool = True, source: str | None = None, progress: Progress | None = None,
 ) -> AudioFeatures:
-    """EncodeAudio: decode/downmix/resample to 16 kHz mono and plan the windows (frame count known up front).
+    """EncodeAudio: decode/downmix/resample to 16 kHz mono, plan the windows (frame count known up front) and, given
+    the motion model, run HuBERT on every window once.
 
-    HuBERT itself runs inside the sampler, window by window (its API takes the waveform); keeping the waveform here
-    keeps memory flat and lets the motion be re-sampled with another seed or cfg from the same edge.
+    The features depend on the audio, the padding and the model only, so every later ``sample_motion`` (another
+    seed, cfg or step count) reuses them. ``audio`` may be an ``AudioFeatures``: its features are kept when this
+    model (or no model: its own window size then) and padding made them, else its waveform is encoded again.
     """
+    previous = audio if isinstance(audio, AudioFeatures) else None
+    if previous is not None:
+        audio, sample_rate = previous.waveform, previous.sample_rate
+        source = source if source is not None else previous.source
     if sample_rate is None and isinstance(audio, (torch.Tensor, np.ndarray)):
         sample_rate = 16000  # raw samples without a rate: the generator's own rate
     wave = load_audio(audio, sample_rate)
     if source is None and (isinstance(audio, str) or hasattr(audio, "__fspath__")):
         source = os.fspath(audio)
-    cfg = motion_model.config if motion_model is not None else None
-    spf = cfg.samples_per_frame if cfg is not None else 640
-    window = cfg.n_motions if cfg is not None else 100
+    if motion_model is not None:
+        spf, window = motion_model.config.samples_per_frame, motion_model.config.n_motions
+    elif previous is not None:
+        spf, window = previous.plan.samples_per_frame, previous.plan.window_frames
+    else:
+        spf, window = 640, 100
     plan = plan_windows(int(wave.shape[-1]), spf, window, leading_silence)
-    return AudioFeatures(waveform=wave.float().cpu(), plan=plan, sample_rate=16000, source=source)
+    wave = wave.float().cpu()
+    if motion_model is None:
+        if previous is not None and previous.plan == plan:
+            return replace(previous, source=source)
+        return AudioFeatures(waveform=wave, plan=plan, sample_rate=16000, source=source)
+    fingerprint = audio_model_fingerprint(motion_model.generator)
+    if previous is not None and previous.plan == plan and previous.model_fingerprint == fingerprint:
+        return replace(previous, source=source)
+    features = encode_windows(motion_model.generator, wave, leading_silence, progress)[0]
+    return AudioFeatures(waveform=wave, plan=plan, sample_rate=16000, source=source, features=features,
+                         model_fingerprint=fingerprint)
 
 
 def sample_motion(
     motion_model: MotionModel, audio: AudioFeatures, options: SamplingOptions | None = None,
     progress: Progress | None = None,
 ) -> MotionSequence:
-    """SampleMotionDiffusion: audio -> de-normalised, smoothed motion (defaults: web demo cfg 4.0)."""
+    """SampleMotionDiffusion: audio -> de-normalised, smoothed motion (defaults: web demo cfg 4.0).
+
+    Uses the window features of ``audio`` when it has them (no HuBERT pass), else encodes each window while sampling.
+    """
     options = options or SamplingOptions(cfg_scale=4.0)
     if options.leading_silence != (audio.plan.leading_pad > 0):
         options = replace(options, leading_silence=audio.plan.leading_pad > 0)
-    return generate_motion(motion_model.generator, audio.waveform, motion_model.template, options, progress=progress)
+    features = None
+    if audio.features is not None:
+        fingerprint = audio_model_fingerprint(motion_model.generator)
+        if audio.model_fingerprint != fingerprint:
+            raise AudioInputError(
+                f"sample motion: the audio features were computed with another motion model (fingerprint "
+                f"{audio.model_fingerprint}, this model {fingerprint}). Connect the same motion model to Encode "
+                "Audio, or leave its motion_model input empty."
+            )
+        features = audio.features
+    return generate_motion(motion_model.generator, audio.waveform, motion_model.template, options, progress=progress,
+                           window_features=features)
 
 
 def motion_frames(motion: MotionSequence, start: int = 0, stop: int | None = None) -> MotionFrames:
@@ -348,7 +381,9 @@ def prepare_animation(
     appearance = extract_appearance(liveportrait, reference)
     features = None
     if audio is not None:
-        features = encode_audio(audio, motion_model, sample_rate, options.sampling.leading_silence)
+        # HuBERT only when motion is to be sampled; a reused motion needs the waveform for the sound track alone.
+        encoder = motion_model if motion is None else None
+        features = encode_audio(audio, encoder, sample_rate, options.sampling.leading_silence)
     if motion is None:
         motion = sample_motion(motion_model, features, options.sampling, progress)
     keypoints = compute_target_keypoints(liveportrait, appearance, motion, options.keypoints)

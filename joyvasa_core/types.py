@@ -76,17 +76,24 @@ class Appearance:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class AudioFeatures:
-    """Speech ready for the motion generator: the 16 kHz mono waveform and how it is cut into windows.
+    """Speech ready for the motion generator: the 16 kHz mono waveform, how it is cut into windows, and (when a
+    motion model was given) every window's 25 fps features.
 
-    The sampler encodes each window with HuBERT itself (``sample_motion`` takes the waveform, not features), so the
-    waveform is what travels; ``plan`` gives the frame count (``floor((L0 + 1920) / 640)`` with the reference's
-    padding) and the pads applied, so downstream nodes know the video length before any sampling.
+    ``features`` (W, T, D) are HuBERT + feature map per window (``motion.sampler.encode_windows``): they depend on the
+    audio, the padding and the audio networks only, so re-sampling with another seed, cfg or step count reuses them
+    instead of running HuBERT again. ``model_fingerprint`` names the networks that made them
+    (``audio_model_fingerprint``), so another motion model refuses them instead of sampling from foreign features.
+    Without features the sampler encodes each window itself. ``plan`` gives the frame count
+    (``floor((L0 + 1920) / 640)`` with the reference's padding) and the pads applied, so downstream nodes know the
+    video length before any sampling; the waveform stays for the video's sound track.
     """
 
     waveform: torch.Tensor
     plan: WindowPlan
     sample_rate: int = 16000
     source: str | None = None
+    features: torch.Tensor | None = None
+    model_fingerprint: str | None = None
 
     @property
     def n_frames(self) -> int:
@@ -97,6 +104,10 @@ class AudioFeatures:
         """Seconds of speech (before padding)."""
         return self.waveform.shape[-1] / self.sample_rate
 
+    @property
+    def has_features(self) -> bool:
+        return self.features is not None
+
     def as_comfy_audio(self) -> dict[str, Any]:
         """ComfyUI's AUDIO dict ({waveform (1, 1, T), sample_rate})."""
         return {"waveform": self.waveform.reshape(1, 1, -1).float().cpu(), "sample_rate": self.sample_rate}
@@ -104,9 +115,10 @@ class AudioFeatures:
     def __repr__(self) -> str:
         p = self.plan
         name = f", {self.source}" if self.source else ""
+        feats = "features encoded at sampling" if self.features is None else f"features {_shape(self.features)}"
         return (
             f"AudioFeatures({self.duration:.2f} s @ {self.sample_rate} Hz -> {p.n_frames} frames in {p.n_windows} "
-            f"window(s) of {p.window_frames}, pads {p.leading_pad}+{p.trailing_pad} samples{name})"
+            f"window(s) of {p.window_frames}, pads {p.leading_pad}+{p.trailing_pad} samples, {feats}{name})"
         )
 
 

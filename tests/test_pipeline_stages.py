@@ -4,6 +4,7 @@ checked against the reference's own keypoint and render values (``liveportrait_s
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 from dataclasses import asdict, replace
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from fixture_support import assert_close, fill_module, fixture_path, load_fixture
-from motion_support import audio_config_from_meta, build_model, config_from_meta, template_from
+from motion_support import audio_config_from_meta, build_model, config_from_meta, options_from, template_from
 
 from joyvasa_core.checkpoints.joyvasa import write_motion_template
 from joyvasa_core.checkpoints.liveportrait import (
@@ -23,7 +24,7 @@ from joyvasa_core.checkpoints.liveportrait import (
     save_community_safetensors,
     save_official_checkpoint,
 )
-from joyvasa_core.errors import Cancelled, CheckpointError
+from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import KeypointComposer, KeypointOptions, MotionFrames
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks
@@ -338,6 +339,43 @@ def test_rendering_stops_when_cancelled(lp_models, composed):
     with pytest.raises(Cancelled):
         next(stream)
     assert progress.calls == 1
+
+
+def test_encode_audio_runs_hubert_once_for_every_sample(motion_model):
+    """EncodeAudio runs HuBERT once per window; SampleMotion with other seeds reuses the features (identical motion
+    to encoding while sampling), re-planning with the same model keeps them, and another model refuses them."""
+    from joyvasa_core.audio.io import load_audio
+
+    meta = load_fixture(MOTION_SMALL).meta
+    wave = load_audio(fixture_path("speech_en_16k.wav"))[: meta["audio"]["samples_used"]]
+    options = options_from(meta)
+    gen, cfg = motion_model.generator, motion_model.config
+    calls: list[int] = []
+    handle = gen.audio_encoder.encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        audio = encode_audio(wave, motion_model, leading_silence=options.leading_silence)
+        n = audio.plan.n_windows
+        assert len(calls) == n
+        first = sample_motion(motion_model, audio, options)
+        other = sample_motion(motion_model, audio, replace(options, seed=options.seed + 1))
+        kept = encode_audio(audio, motion_model, leading_silence=options.leading_silence)
+        assert len(calls) == n
+        plain = sample_motion(motion_model, replace(audio, features=None, model_fingerprint=None), options)
+        assert len(calls) == 2 * n
+    finally:
+        handle.remove()
+    assert audio.features.shape == (n, cfg.n_motions, cfg.feature_dim) and "features" in repr(audio)
+    assert torch.equal(first.coef, plain.coef)
+    assert not torch.equal(first.coef, other.coef)
+    assert kept.features is audio.features and kept.plan == audio.plan
+    replanned = encode_audio(audio, motion_model, leading_silence=not options.leading_silence)
+    assert replanned.plan != audio.plan and replanned.features is not None
+    assert encode_audio(audio, None, leading_silence=options.leading_silence).features is audio.features
+    foreign = copy.deepcopy(gen)
+    with torch.no_grad():
+        foreign.audio_feature_map.bias.add_(1e-3)
+    with pytest.raises(AudioInputError, match="another motion model"):
+        sample_motion(replace(motion_model, generator=foreign), audio, options)
 
 
 def test_fixture_models_config_round_trip(motion_model):

@@ -4,10 +4,15 @@ Speech is padded (1280 leading + 640 trailing zeros), cut into whole windows of 
 window is sampled from the same x_T, conditioned on the previous window's last P motion frames and audio features
 (learned start tokens for the first window). Audio is encoded window by window, so memory stays flat however long
 the speech is; the cross-attention term is computed once per window and CFG branch.
+
+A window's features depend only on its slice of the padded speech and the audio networks (HuBERT + feature map),
+never on the seed, cfg or steps: ``encode_windows`` computes them once, and ``sample_motion(window_features=...)``
+re-samples from them without running HuBERT again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 from collections.abc import Callable
@@ -173,6 +178,72 @@ def _check_waveform(waveform: torch.Tensor) -> torch.Tensor:
     return waveform
 
 
+def _encode_window(model: MotionGenerator, waveform: torch.Tensor, plan: WindowPlan, index: int) -> torch.Tensor:
+    """Features (B, T, D) of window ``index`` on the model's device and dtype: the one place HuBERT runs."""
+    chunk = window_audio(waveform, plan, index).to(device=model.device, dtype=model.dtype)
+    return model.encode_audio(chunk)[1]
+
+
+def audio_model_fingerprint(model: MotionGenerator) -> str:
+    """A short id of what window features depend on besides the audio, so features are never fed to another model.
+
+    Hashes the feature map's weights (unique to a checkpoint and cheap: 768 x D values), the HuBERT output norm,
+    the window geometry and the compute dtype (the bytes hashed are the stored ones, so fp16/bf16 differ too).
+    """
+    cfg = model.config
+    digest = hashlib.sha1(
+        f"{cfg.samples_per_frame}/{cfg.n_motions}/{cfg.feature_dim}/{cfg.audio_hidden_dim}/{model.dtype}".encode()
+    )
+    norm = model.audio_encoder.encoder.layer_norm
+    for tensor in (model.audio_feature_map.weight, model.audio_feature_map.bias, norm.weight, norm.bias):
+        digest.update(tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def encode_windows(
+    model: MotionGenerator,
+    waveform: torch.Tensor,
+    leading_silence: bool = True,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Audio features of every window, (B, W, T, D) on the CPU in the model's dtype (B = 1 for a 1-D waveform).
+
+    Exactly what ``sample_motion`` computes window by window (same slices, same batch, same kernels), so passing the
+    result as ``window_features`` gives bit-identical motion. ``leading_silence`` must match the sampling options.
+    """
+    progress = ensure_progress(progress)
+    waveform = _check_waveform(waveform)
+    cfg = model.config
+    plan = plan_windows(waveform.shape[-1], cfg.samples_per_frame, cfg.n_motions, leading_silence)
+    out: torch.Tensor | None = None
+    for index in range(plan.n_windows):
+        progress.check_cancel()
+        feat = _encode_window(model, waveform, plan, index)
+        if out is None:
+            out = feat.new_empty((feat.shape[0], plan.n_windows, *feat.shape[1:]), device="cpu")
+        out[:, index] = feat
+        progress.update(index + 1, plan.n_windows)
+    return out
+
+
+def _check_window_features(features: torch.Tensor, plan: WindowPlan, batch: int, dim: int) -> torch.Tensor:
+    if not torch.is_tensor(features) or not features.is_floating_point():
+        raise AudioInputError(
+            f"motion sampling: window_features must be a float tensor from encode_windows, got {type(features)}"
+        )
+    if features.dim() == 3:
+        features = features.unsqueeze(0)
+    expected = (batch, plan.n_windows, plan.window_frames, dim)
+    if tuple(features.shape) != expected:
+        raise AudioInputError(
+            f"motion sampling: the precomputed audio features are (batch, windows, frames, dim) = "
+            f"{tuple(features.shape)}, but this audio and motion model need {expected} ({plan.n_windows} window(s) of "
+            f"{plan.window_frames} frames, {dim}-d). Encode the audio again with this motion model and padding."
+        )
+    return features
+
+
 @torch.no_grad()
 def sample_motion(
     model: MotionGenerator,
@@ -181,11 +252,14 @@ def sample_motion(
     noise: NoiseStream | None = None,
     progress: Progress | None = None,
     on_window: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    window_features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Normalised motion (B, n_frames, 73) for 16 kHz mono speech (L0,) or (B, L0), window by window.
 
     ``on_window(index, motion (B,T,73), audio_feat (B,T,D))`` sees every window as soon as it is sampled (all T
-    frames, padded ones included), for streaming consumers and per-window checks.
+    frames, padded ones included), for streaming consumers and per-window checks. ``window_features`` (B, W, T, D)
+    or (W, T, D) from :func:`encode_windows` (same waveform, same ``leading_silence``) skips HuBERT; without them
+    each window is encoded just before it is sampled.
     """
     options = options or SamplingOptions()
     progress = ensure_progress(progress)
@@ -193,6 +267,8 @@ def sample_motion(
     cfg = model.config
     batch, n_samples = waveform.shape
     plan = plan_windows(n_samples, cfg.samples_per_frame, cfg.n_motions, options.leading_silence)
+    if window_features is not None:
+        window_features = _check_window_features(window_features, plan, batch, cfg.feature_dim)
     scheduler = make_scheduler(model, options)
     noise = noise or NoiseStream(seed=options.seed)
     device, dtype = model.device, model.dtype
@@ -210,8 +286,10 @@ def sample_motion(
     pieces: list[torch.Tensor] = []
     for index in range(plan.n_windows):
         progress.check_cancel()
-        chunk = window_audio(waveform, plan, index).to(device=device, dtype=dtype)
-        _, audio_feat = model.encode_audio(chunk)
+        if window_features is None:
+            audio_feat = _encode_window(model, waveform, plan, index)
+        else:
+            audio_feat = window_features[:, index].to(device=device, dtype=dtype).contiguous()
         cond = {"uncond": null_audio, "cond": audio_feat}
         prev_in = prev_motion.repeat(len(branches), 1, 1)
         memory = net.encode_memory(torch.cat([cond[b] for b in branches]), prev_audio.repeat(len(branches), 1, 1))
@@ -247,13 +325,16 @@ def generate_motion(
     options: SamplingOptions | None = None,
     noise: NoiseStream | None = None,
     progress: Progress | None = None,
+    window_features: torch.Tensor | None = None,
 ) -> MotionSequence | list[MotionSequence]:
-    """Sample, de-normalise and smooth: one ``MotionSequence`` per clip (a list when ``waveform`` is batched)."""
+    """Sample, de-normalise and smooth: one ``MotionSequence`` per clip (a list when ``waveform`` is batched).
+
+    ``window_features`` from :func:`encode_windows` skip HuBERT (see :func:`sample_motion`)."""
     options = options or SamplingOptions()
     if options.seed is None and noise is None:
         options = SamplingOptions(**{**asdict(options), "seed": secrets.randbits(63)})
     batched = torch.is_tensor(waveform) and waveform.dim() == 2
-    coef = sample_motion(model, waveform, options, noise=noise, progress=progress)
+    coef = sample_motion(model, waveform, options, noise=noise, progress=progress, window_features=window_features)
     steps = options.num_steps or model.config.n_diff_steps
     settings = {
         "scheduler": options.scheduler,
