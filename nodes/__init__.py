@@ -1,6 +1,32 @@
-"""Node registry: each module here is one stage's thin adapter over joyvasa_core."""
+"""Node registry: each module here is one stage's thin adapter over joyvasa_core (V1 classic API)."""
 
 from __future__ import annotations
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+from .compute_target_keypoints import JoyVASAComputeTargetKeypoints
+from .encode_audio import JoyVASAEncodeAudio
+from .extract_appearance import JoyVASAExtractAppearance
+from .folders import register_model_folders
+from .load_reference_face import JoyVASALoadReferenceFace
+from .loaders import JoyVASAFaceDetectorLoader, JoyVASALivePortraitLoader, JoyVASAMotionModelLoader
+from .motion_io import JoyVASALoadMotion, JoyVASASaveMotion
+from .sample_motion import JoyVASASampleMotion
+from .warp_and_render import JoyVASAWarpAndRender
+
+register_model_folders()
+
+_NODES = (
+    (JoyVASALivePortraitLoader, "JoyVASA LivePortrait Loader"),
+    (JoyVASAMotionModelLoader, "JoyVASA Motion Generator Loader"),
+    (JoyVASAFaceDetectorLoader, "JoyVASA Face Detector Loader"),
+    (JoyVASALoadReferenceFace, "JoyVASA Load Reference Face"),
+    (JoyVASAExtractAppearance, "JoyVASA Extract Appearance"),
+    (JoyVASAEncodeAudio, "JoyVASA Encode Audio"),
+    (JoyVASASampleMotion, "JoyVASA Sample Motion"),
+    (JoyVASAComputeTargetKeypoints, "JoyVASA Compute Target Keypoints"),
+    (JoyVASAWarpAndRender, "JoyVASA Warp and Render"),
+    (JoyVASASaveMotion, "JoyVASA Save Motion"),
+    (JoyVASALoadMotion, "JoyVASA Load Motion"),
+)
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls, _ in _NODES}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {cls.__name__: name for cls, name in _NODES}

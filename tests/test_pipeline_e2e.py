@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 import torch
 from fixture_support import REPO, fixture_path
-from test_pipeline_stages import write_joyvasa, write_liveportrait
+from model_folders import write_joyvasa, write_liveportrait
 
 from joyvasa_core import cli
 from joyvasa_core.motion.sequence import MotionSequence

@@ -33,7 +33,8 @@ def test_pack_imports_without_errors(comfyui):
     pack = str(comfyui.pack_dir)
     failures = [ln for ln in log.splitlines() if pack in ln and ("IMPORT FAILED" in ln or "Cannot import" in ln)]
     assert failures == [], "the pack failed to import:\n" + comfyui.log_tail()
-    assert "Traceback" not in log, "a traceback in the server log:\n" + comfyui.log_tail()
+    startup = log.split("got prompt")[0]  # later tests provoke node errors on purpose; start-up must be clean
+    assert "Traceback" not in startup, "a traceback while the server started:\n" + startup[-4000:]
     import_times = log.split("Import times for custom nodes:")[-1]
     loaded = re.findall(r"^\s*\d+\.\d seconds: (.+)$", import_times, re.MULTILINE)
     assert pack in loaded, f"{pack} not listed as loaded:\n{import_times[:2000]}"

@@ -1,0 +1,67 @@
+"""ComputeTargetKeypoints: the motion applied to this face's keypoints (relative to the motion's first frame),
+with stitching and lip normalisation, as the reference web demo or command line does."""
+
+from __future__ import annotations
+
+from ..joyvasa_core.keypoints import REGIONS
+from ..joyvasa_core.pipeline import animate_options, compute_target_keypoints
+from .errors import node_errors
+from .progress import ComfyProgress
+
+DISPLAY = "JoyVASA Compute Target Keypoints"
+PRESETS = ["auto", "web", "cli", "animal"]
+SWITCH = ["preset", "on", "off"]
+
+
+def _switch(value: str) -> bool | None:
+    return None if value == "preset" else value == "on"
+
+
+class JoyVASAComputeTargetKeypoints:
+    DESCRIPTION = (
+        "Turns the motion into the driving keypoints of every frame. Presets: web = the reference web demo (relative "
+        "motion with the expression-friendly multiplier, stitching, lip normalisation; the published results), cli = "
+        "the reference command line (none of those, multiplier 1.10), animal = the animal path (no stitching, source "
+        "scale). auto = animal for an animal face, else web. The switches override single features of the preset."
+    )
+    CATEGORY = "JoyVASA/motion"
+    FUNCTION = "compute"
+    RETURN_TYPES = ("JOYVASA_KEYPOINTS",)
+    RETURN_NAMES = ("keypoints",)
+    OUTPUT_TOOLTIPS = ("Driving keypoints x_d per frame, with the options used.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
+                "appearance": ("JOYVASA_APPEARANCE",),
+                "motion": ("JOYVASA_MOTION",),
+                "preset": (PRESETS, {"default": "auto"}),
+                "relative_motion": (SWITCH, {"default": "preset", "tooltip": "Scale the motion by the face's "
+                                    "expression range (hull multiplier) and allow lip normalisation."}),
+                "stitching": (SWITCH, {"default": "preset", "tooltip": "Keep the shoulders still so the face can be "
+                              "pasted back into the photo."}),
+                "lip_normalization": (SWITCH, {"default": "preset", "tooltip": "Close an open-mouthed source first, "
+                                      "so the speech opens it."}),
+                "driving_multiplier": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4.0, "step": 0.01,
+                                       "tooltip": "Expression strength; 0 = the preset's (1.0 web, 1.10 cli)."}),
+                "animation_region": (list(REGIONS), {"default": "all", "tooltip": "all; exp = expression without "
+                                     "head rotation; pose = head motion, source expression; lip = lip rows only; "
+                                     "eyes = like pose (JoyVASA has no eye motion of its own)."}),
+            }
+        }
+
+    def compute(self, liveportrait, appearance, motion, preset, relative_motion, stitching, lip_normalization,
+                driving_multiplier, animation_region):
+        with node_errors(DISPLAY):
+            animal = preset == "animal" or (preset == "auto" and appearance.mode == "animal")
+            overrides = {"animation_region": animation_region}
+            for name, value in (("relative_motion", relative_motion), ("normalize_lip", lip_normalization)):
+                if _switch(value) is not None:
+                    overrides[name] = _switch(value)
+            if driving_multiplier > 0:
+                overrides["driving_multiplier"] = driving_multiplier
+            base = "cli" if preset == "cli" else "web"
+            options = animate_options(preset=base, animal=animal, stitching=_switch(stitching), keypoints=overrides)
+            return (compute_target_keypoints(liveportrait, appearance, motion, options.keypoints, ComfyProgress()),)

@@ -1,0 +1,88 @@
+"""LoadReferenceFace: the portrait (IMAGE, optional MASK) -> the face crop(s) the networks see."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..joyvasa_core.face.detectors.bundled import BundledFaceDetector
+from ..joyvasa_core.face.reference import ReferenceOptions
+from ..joyvasa_core.face.select import FACE_ORDERS
+from ..joyvasa_core.pipeline import load_reference_face
+from .errors import node_errors
+
+DISPLAY = "JoyVASA Load Reference Face"
+CROPS = ["auto", "face", "mask", "whole"]
+ALPHA = ["drop", "white", "black"]
+
+
+class JoyVASALoadReferenceFace:
+    DESCRIPTION = (
+        "Finds the face in the portrait and crops it the way LivePortrait was trained (scale 2.3, shifted up, "
+        "rotated upright). crop: auto = a connected non-empty mask's box, else the detected face for humans and the "
+        "whole image for animals; whole = no crop (the reference command line). Without a detector the bundled "
+        "short-range one is used."
+    )
+    CATEGORY = "JoyVASA/face"
+    FUNCTION = "prepare"
+    RETURN_TYPES = ("JOYVASA_FACE", "IMAGE")
+    RETURN_NAMES = ("face", "crop_preview")
+    OUTPUT_TOOLTIPS = ("The prepared face(s): crops, crop<->image transforms, landmarks, eye/lip openness.",
+                       "The 512x512 crop(s), to check the framing.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {"tooltip": "The portrait (a batch gives one face per image)."}),
+                "mode": (["human", "animal"], {"default": "human"}),
+                "crop": (CROPS, {"default": "auto"}),
+                "face_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "Which face, in face_order, "
+                               "when the photo holds several."}),
+                "face_order": (list(FACE_ORDERS), {"default": "largest"}),
+                "scale": ("FLOAT", {"default": 2.3, "min": 1.0, "max": 4.0, "step": 0.05, "tooltip": "Crop size "
+                          "relative to the detected face (larger shows more hair and shoulders)."}),
+                "vx_ratio": ("FLOAT", {"default": 0.0, "min": -1.0, "max": 1.0, "step": 0.005,
+                             "tooltip": "Horizontal shift of the crop, in crop sizes."}),
+                "vy_ratio": ("FLOAT", {"default": -0.125, "min": -1.0, "max": 1.0, "step": 0.005,
+                             "tooltip": "Vertical shift of the crop, in crop sizes (negative = up)."}),
+                "alpha": (ALPHA, {"default": "drop", "tooltip": "RGBA input: drop the alpha (as LoadImage does) or "
+                          "composite a cut-out over white/black."}),
+            },
+            "optional": {
+                "face_detector": ("JOYVASA_FACE_DETECTOR",),
+                "mask": ("MASK", {"tooltip": "Non-zero on the subject: crop to its box (crop auto or mask)."}),
+            },
+        }
+
+    def prepare(self, image, mode, crop, face_index, face_order, scale, vx_ratio, vy_ratio, alpha,
+                face_detector=None, mask=None):
+        with node_errors(DISPLAY):
+            mask_np = _usable_mask(mask, image, crop)
+            options = ReferenceOptions(
+                mode=mode, crop=crop, face_index=face_index, face_order=face_order, scale=scale,
+                vx_ratio=vx_ratio, vy_ratio=vy_ratio, mask=mask_np, alpha=alpha,
+            )
+            detector = face_detector
+            if detector is None and mode == "human" and crop in ("auto", "face") and mask_np is None:
+                detector = BundledFaceDetector(range="short")
+            reference = load_reference_face(image, detector, options)
+            preview = torch.from_numpy(np.stack([f.crop.crop512 for f in reference.faces])).float().div(255)
+            return (reference, preview)
+
+
+def _usable_mask(mask, image, crop: str):
+    """ComfyUI's LoadImage gives a 64x64 zero mask when the file has no alpha: in ``auto`` such a mask (empty or
+    of another size) means "no mask"; with crop ``mask`` it is passed on so the library says what is wrong."""
+    if mask is None:
+        return None
+    m = mask.detach().cpu().float().numpy()
+    if m.ndim == 2:
+        m = m[None]
+    if crop == "mask":
+        return m
+    if crop != "auto":
+        return None
+    if m.shape[-2:] != tuple(image.shape[1:3]) or not (m > 0.5).any():
+        return None
+    return m

@@ -1,0 +1,186 @@
+"""Loader nodes: LivePortrait networks, the JoyVASA motion generator and a face detector, from ComfyUI's models
+folders. Returned objects stay in ComfyUI's cache while the node is in the graph, so models load once."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.model_management
+
+from ..joyvasa_core.checkpoints.joyvasa import MOTION_FILE, TEMPLATE_FILE
+from ..joyvasa_core.errors import CheckpointError
+from ..joyvasa_core.face.detectors.bundled import BundledFaceDetector
+from ..joyvasa_core.models import (
+    find_joyvasa_files,
+    find_liveportrait_files,
+    load_face_detector,
+    load_liveportrait,
+    load_motion_model,
+    official_detector_dirs,
+    resolve_device,
+)
+from .errors import node_errors
+from .folders import (
+    INSIGHTFACE,
+    JOYVASA,
+    LIVEPORTRAIT,
+    MOTION_CHECKPOINT_EXTS,
+    TEMPLATE_EXTS,
+    list_files,
+    model_path,
+    model_roots,
+)
+
+DEVICES = ["auto", "cpu", "cuda"]
+DTYPES = ["auto", "fp32", "fp16", "bf16"]
+VARIANTS = ["human", "animal_v1.1", "animal_v1.0"]
+DETECTORS_ALWAYS = ["auto", "bundled_short_range", "bundled_full_range"]
+OFFICIAL_DETECTOR = "official_insightface"
+
+
+def comfy_device(name: str):
+    """``auto`` is ComfyUI's own choice (so ``--cpu`` and ``--cuda-device`` are honoured)."""
+    if name == "auto":
+        return comfy.model_management.get_torch_device()
+    return resolve_device(name)
+
+
+class JoyVASALivePortraitLoader:
+    DESCRIPTION = (
+        "Loads LivePortrait's five networks (appearance F, motion M, warping W, generator G, stitching S) from "
+        "models/liveportrait: the community safetensors (liveportrait/*.safetensors) or the official release "
+        "(liveportrait/base_models/*.pth + retargeting_models/); animals from liveportrait/animal/ or "
+        "liveportrait_animals/base_models_v1.1/. dtype is the compute precision of F/M/W/G (keypoint maths stays fp32)."
+    )
+    CATEGORY = "JoyVASA/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("JOYVASA_LIVEPORTRAIT",)
+    RETURN_NAMES = ("liveportrait",)
+    OUTPUT_TOOLTIPS = ("The renderer's networks, on one device.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "variant": (VARIANTS, {"default": "human", "tooltip": "human portraits, or the animal weights "
+                                       "(v1.1 is the newer release)."}),
+                "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
+                "dtype": (DTYPES, {"default": "auto", "tooltip": "auto = bf16 on GPUs that support it, else fp32. "
+                                   "fp16 can give black frames on some GPUs."}),
+            }
+        }
+
+    def load(self, variant: str, device: str, dtype: str):
+        with node_errors("JoyVASA LivePortrait Loader"):
+            roots = model_roots(LIVEPORTRAIT)
+            if not roots:
+                raise CheckpointError(f"LivePortrait {variant} weights: no models/{LIVEPORTRAIT} folder exists; "
+                                      "create it and put the weights there.")
+            first_error: CheckpointError | None = None
+            for root in roots:  # the first location holding a complete set (extra_model_paths.yaml may add some)
+                try:
+                    find_liveportrait_files(root, variant)
+                except CheckpointError as err:
+                    first_error = first_error or err
+                    continue
+                return (load_liveportrait(root, variant, comfy_device(device), dtype),)
+            raise first_error
+
+
+class JoyVASAMotionModelLoader:
+    DESCRIPTION = (
+        "Loads the JoyVASA motion generator (motion_generator_hubert_chinese.pt, with its HuBERT audio encoder) and "
+        "the motion template (motion_template.pkl) from models/joyvasa (the reference's JoyVASA/motion_generator + "
+        "motion_template layout inside it works too)."
+    )
+    CATEGORY = "JoyVASA/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("JOYVASA_MOTION_MODEL",)
+    RETURN_NAMES = ("motion_model",)
+    OUTPUT_TOOLTIPS = ("The audio-to-motion diffusion model and its de-normalisation template.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        ckpts = [f for f in list_files(JOYVASA, MOTION_CHECKPOINT_EXTS)]
+        templates = list_files(JOYVASA, TEMPLATE_EXTS)
+        return {
+            "required": {
+                "checkpoint": (ckpts, {"tooltip": f"{MOTION_FILE} in models/{JOYVASA}."}),
+                "template": (templates, {"tooltip": f"{TEMPLATE_FILE} (the motion statistics) in models/{JOYVASA}."}),
+                "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
+                "dtype": (["fp32", "fp16", "bf16"], {"default": "fp32", "tooltip": "precision of the diffusion "
+                          "transformer and HuBERT."}),
+            }
+        }
+
+    def load(self, checkpoint: str, template: str, device: str, dtype: str):
+        with node_errors("JoyVASA Motion Generator Loader"):
+            ckpt_path = os.path.realpath(model_path(JOYVASA, checkpoint))
+            tpl_path = os.path.realpath(model_path(JOYVASA, template))
+            root = _joyvasa_root(ckpt_path, tpl_path)
+            return (load_motion_model(root, comfy_device(device), dtype),)
+
+
+def _joyvasa_root(ckpt_path: str, tpl_path: str) -> str:
+    """The folder joyvasa_core's finder resolves to exactly this checkpoint and template (it knows the official
+    names and layouts); other pairings are refused with what to rename."""
+    parent = os.path.dirname(ckpt_path)
+    for root in (parent, os.path.dirname(parent), os.path.dirname(os.path.dirname(parent))):
+        try:
+            motion, tpl = find_joyvasa_files(root)
+        except CheckpointError:
+            continue
+        if os.path.realpath(motion) == ckpt_path and os.path.realpath(tpl) == tpl_path:
+            return root
+    raise CheckpointError(
+        f"motion generator {ckpt_path} with template {tpl_path}: keep the official names and layout, "
+        f"{MOTION_FILE} and {TEMPLATE_FILE} in one folder (or JoyVASA/motion_generator/ + JoyVASA/motion_template/)."
+    )
+
+
+class JoyVASAFaceDetectorLoader:
+    DESCRIPTION = (
+        "A face detector for the reference image. bundled_* need no download (MediaPipe's BlazeFace + face mesh "
+        "ported to PyTorch, shipped with the pack; short range for portraits, full range for smaller faces). "
+        f"{OFFICIAL_DETECTOR} is LivePortrait's own (InsightFace det_10g.onnx + 2d106det.onnx in "
+        "models/insightface/models/buffalo_l/, landmark.onnx in models/liveportrait/), listed when installed. auto "
+        "takes the official one when installed, else bundled short range."
+    )
+    CATEGORY = "JoyVASA/loaders"
+    FUNCTION = "load"
+    RETURN_TYPES = ("JOYVASA_FACE_DETECTOR",)
+    RETURN_NAMES = ("face_detector",)
+    OUTPUT_TOOLTIPS = ("Finds faces and their landmarks for the crop.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        options = list(DETECTORS_ALWAYS)
+        if _official_root() is not None:
+            options.append(OFFICIAL_DETECTOR)
+        return {
+            "required": {
+                "detector": (options, {"default": "auto"}),
+                "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device (the official detector "
+                           "runs with onnxruntime's providers)."}),
+            }
+        }
+
+    def load(self, detector: str, device: str):
+        with node_errors("JoyVASA Face Detector Loader"):
+            dev = comfy_device(device)
+            if detector.startswith("bundled_"):
+                return (BundledFaceDetector(range="full" if detector.endswith("full_range") else "short", device=dev),)
+            root = _official_root()
+            if detector == OFFICIAL_DETECTOR and root is None:
+                raise CheckpointError(
+                    "official face detector: det_10g.onnx and 2d106det.onnx in models/insightface/models/buffalo_l/ "
+                    "and landmark.onnx in models/liveportrait/ were not all found; place them or pick a bundled one."
+                )
+            return (load_face_detector(root, dev, "official" if detector == OFFICIAL_DETECTOR else "auto"),)
+
+
+def _official_root() -> str | None:
+    for root in model_roots(INSIGHTFACE, LIVEPORTRAIT):
+        if official_detector_dirs(root) is not None:
+            return root
+    return None

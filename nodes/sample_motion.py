@@ -1,0 +1,61 @@
+"""SampleMotionDiffusion: speech -> head motion and expressions (JoyVASA's audio-conditioned diffusion)."""
+
+from __future__ import annotations
+
+from ..joyvasa_core.motion.sampler import SCHEDULERS, SamplingOptions
+from ..joyvasa_core.motion.smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
+from ..joyvasa_core.pipeline import encode_audio, sample_motion
+from .errors import node_errors
+from .progress import ComfyProgress
+
+DISPLAY = "JoyVASA Sample Motion"
+
+
+class JoyVASASampleMotion:
+    DESCRIPTION = (
+        "Samples identity-free motion (expression, head pose, scale, translation at 25 fps) from the speech, window "
+        "by window. cfg 4.0 is the web demo's (livelier lips), 2.8 the reference command line's. ddpm runs every "
+        "training step (the reference); ddim runs 'steps' of them, faster."
+    )
+    CATEGORY = "JoyVASA/motion"
+    FUNCTION = "sample"
+    RETURN_TYPES = ("JOYVASA_MOTION",)
+    RETURN_NAMES = ("motion",)
+    OUTPUT_TOOLTIPS = ("The motion sequence (reusable on any face; save it with Save Motion).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "motion_model": ("JOYVASA_MOTION_MODEL",),
+                "audio_features": ("JOYVASA_AUDIO_FEATURES",),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
+                "cfg_scale": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
+                              "tooltip": "Audio guidance: 4.0 (web demo) for humans, 2.8 the command line's."}),
+                "sampler": (list(SCHEDULERS), {"default": "ddpm"}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "ddim only: denoising steps "
+                          "(at most the model's, 50 for the released one). ddpm always runs all of them."}),
+                "smoothing": (list(SMOOTHING_METHODS), {"default": "ema", "tooltip": "Head-pose smoothing (the "
+                              "reference uses an EMA)."}),
+                "smoothing_alpha": ("FLOAT", {"default": DEFAULT_EMA_ALPHA, "min": 0.001, "max": 1.0, "step": 0.001,
+                                    "tooltip": "EMA weight of the new frame (smaller = smoother)."}),
+                "leading_silence": ("BOOLEAN", {"default": True, "tooltip": "Pad 80 ms of silence before the speech "
+                                    "(the reference) so the first syllable gets a mouth opening."}),
+                "lag_compensation": ("BOOLEAN", {"default": False, "tooltip": "Drop the 2 frames the leading "
+                                     "silence adds, so lips lead the sound by nothing (the reference keeps them)."}),
+            }
+        }
+
+    def sample(self, motion_model, audio_features, seed, cfg_scale, sampler, steps, smoothing, smoothing_alpha,
+               leading_silence, lag_compensation):
+        with node_errors(DISPLAY):
+            # Reuses Encode Audio's HuBERT features when they were made by this model with this padding, else
+            # encodes the windows here once.
+            features = encode_audio(audio_features, motion_model, leading_silence=leading_silence,
+                                    progress=ComfyProgress())
+            options = SamplingOptions(
+                cfg_scale=cfg_scale, scheduler=sampler, num_steps=steps if sampler == "ddim" else None, seed=seed,
+                leading_silence=leading_silence, lag_compensation=lag_compensation, smoothing=smoothing,
+                smoothing_alpha=smoothing_alpha,
+            )
+            return (sample_motion(motion_model, features, options, ComfyProgress()),)

@@ -1,0 +1,72 @@
+"""WarpAndRender: the driving keypoints -> video frames (warping W + generator G, then paste-back into the photo)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from ..joyvasa_core.pipeline import paste_back_for, render_frames
+from .errors import NodeError, node_errors
+from .progress import ComfyProgress
+
+DISPLAY = "JoyVASA Warp and Render"
+log = logging.getLogger(__name__)
+
+
+class JoyVASAWarpAndRender:
+    DESCRIPTION = (
+        "Renders every frame: warps the face's feature volume to the driving keypoints and decodes it, batch_size "
+        "frames at a time, then pastes the face back into the full photo (needs the face input and stitching, as in "
+        "the reference; otherwise the 512x512 crop is returned). Outputs frames, the speech and the frame rate for "
+        "Create Video or any video node."
+    )
+    CATEGORY = "JoyVASA/render"
+    FUNCTION = "render"
+    RETURN_TYPES = ("IMAGE", "AUDIO", "FLOAT")
+    RETURN_NAMES = ("frames", "audio", "fps")
+    OUTPUT_TOOLTIPS = ("Video frames (N, H, W, 3).", "The speech to play with them (silence of the video's length "
+                       "when no audio is connected).", "Frames per second (25).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
+                "appearance": ("JOYVASA_APPEARANCE",),
+                "keypoints": ("JOYVASA_KEYPOINTS",),
+                "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Put the animated face back into the photo."}),
+                "batch_size": ("INT", {"default": 4, "min": 1, "max": 256, "tooltip": "Frames per network pass "
+                               "(more = faster on a GPU, more memory)."}),
+                "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to "
+                                "paste into (the one given to Extract Appearance)."}),
+            },
+            "optional": {
+                "face": ("JOYVASA_FACE", {"tooltip": "The reference face, needed for paste-back."}),
+                "audio": ("AUDIO", {"tooltip": "The original speech, passed through to the audio output."}),
+            },
+        }
+
+    def render(self, liveportrait, appearance, keypoints, paste_back, batch_size, image_index, face=None, audio=None):
+        with node_errors(DISPLAY):
+            if face is not None and not 0 <= image_index < len(face):
+                raise NodeError(f"image_index {image_index} is out of range: the face holds {len(face)} image(s); "
+                                "use the index given to Extract Appearance.")
+            pb = None
+            if paste_back and face is not None:
+                if keypoints.options.stitching:
+                    pb = paste_back_for(face, image_index, liveportrait.crop_size)
+                else:
+                    log.warning("%s: paste-back skipped: stitching is off (the reference pastes back only with "
+                                "stitching); the frames are the 512 crop.", DISPLAY)
+            height, width = (pb.height, pb.width) if pb is not None else (liveportrait.crop_size,) * 2
+            frames = torch.empty(keypoints.n_frames, height, width, 3)  # filled in place: no second copy at the end
+            done = 0
+            for chunk in render_frames(liveportrait, appearance, keypoints, pb, batch_size, ComfyProgress()):
+                frames[done : done + chunk.shape[0]] = chunk
+                done += chunk.shape[0]
+            fps = float(keypoints.fps)
+            if audio is None:
+                samples = int(round(keypoints.n_frames / fps * 16000))
+                audio = {"waveform": torch.zeros(1, 1, max(samples, 1)), "sample_rate": 16000}
+            return (frames, audio, fps)

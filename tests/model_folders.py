@@ -1,0 +1,84 @@
+"""Models folders in the real file formats (official .pth, community safetensors, the JoyVASA .pt and template),
+holding the golden fixtures' small networks filled by the fixture rule, plus the width configs that declare them.
+
+The pipeline, command-line and ComfyUI tests all run the whole job on these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from fixture_support import fill_module, load_fixture
+from motion_support import build_model, config_from_meta
+
+from joyvasa_core.checkpoints.joyvasa import write_motion_template
+from joyvasa_core.checkpoints.liveportrait import SLOTS, STITCHING, save_community_safetensors, save_official_checkpoint
+from joyvasa_core.liveportrait import LivePortraitConfig, build_networks
+
+LP_SMALL = "liveportrait_small.safetensors"
+MOTION_SMALL = "joyvasa_small.safetensors"
+
+
+
+
+@lru_cache(maxsize=1)
+def small_liveportrait_networks() -> dict[str, torch.nn.Module]:
+    meta = load_fixture(LP_SMALL).meta
+    nets = build_networks(LivePortraitConfig.from_dict(meta["config"]))
+    for slot, net in nets.items():
+        fill_module(net, meta["fill"]["seed"], meta["fill"]["skip"][slot], meta["state_dict"][slot])
+    return nets
+
+
+def write_liveportrait(root: Path, layout: str = "official", animal: bool = False) -> Path:
+    """Small-width LivePortrait files in the official (.pth) or community (.safetensors) layout, plus the
+    ``liveportrait_config.json`` that declares the widths."""
+    nets = small_liveportrait_networks()
+    config = load_fixture(LP_SMALL).meta["config"]
+    if layout == "official":
+        base = root / ("liveportrait_animals/base_models_v1.1" if animal else "liveportrait/base_models")
+        base.mkdir(parents=True, exist_ok=True)
+        for slot in SLOTS[:4]:
+            save_official_checkpoint(nets[slot].state_dict(), base / f"{slot}.pth", slot)
+        retarget = root / "liveportrait" / "retargeting_models"
+        retarget.mkdir(parents=True, exist_ok=True)
+        save_official_checkpoint(nets[STITCHING].state_dict(), retarget / f"{STITCHING}.pth", STITCHING)
+        cfg_dir = base.parent
+    else:
+        lp = root / "liveportrait"
+        base = lp / "animal" if animal else lp
+        base.mkdir(parents=True, exist_ok=True)
+        for slot in SLOTS[:4]:
+            save_community_safetensors(nets[slot].state_dict(), base / f"{slot}.safetensors", slot)
+        save_community_safetensors(nets[STITCHING].state_dict(), lp / f"{STITCHING}.safetensors", STITCHING)
+        cfg_dir = base
+    (cfg_dir / "liveportrait_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return root
+
+
+def write_joyvasa(root: Path, reference_layout: bool = False) -> Path:
+    """The small motion generator as a real ``.pt`` (args Namespace + model dict) with ``joyvasa_config.json``
+    for the widths the official loader does not read from args, and the fixture template as ``.pkl``."""
+    fx = load_fixture(MOTION_SMALL)
+    meta = fx.meta
+    model = build_model(MOTION_SMALL)
+    cfg = config_from_meta(meta, meta["pe_modes"][0])
+    mdir = root / ("JoyVASA/motion_generator" if reference_layout else "joyvasa")
+    tdir = root / ("JoyVASA/motion_template" if reference_layout else "joyvasa")
+    mdir.mkdir(parents=True, exist_ok=True)
+    tdir.mkdir(parents=True, exist_ok=True)
+    arg_names = ("motion_feat_dim", "n_motions", "n_prev_motions", "feature_dim", "n_diff_steps", "fps")
+    args = argparse.Namespace(audio_model="hubert_zh", **{k: meta["model"][k] for k in arg_names})
+    torch.save({"args": args, "model": model.state_dict(), "iter": 0}, mdir / "motion_generator_hubert_chinese.pt")
+    extra = {k: v for k, v in asdict(cfg).items() if k not in arg_names and k != "pe_mode"}
+    (mdir / "joyvasa_config.json").write_text(
+        json.dumps({"motion_generator": extra, "hubert": meta["hubert_config"]}), encoding="utf-8"
+    )
+    stats = {k[len("tpl.") :]: fx[k].numpy() for k in fx.keys() if k.startswith("tpl.")}
+    write_motion_template(stats, tdir / "motion_template.pkl")
+    return root
