@@ -297,12 +297,14 @@ def load_liveportrait(
 
 
 def load_motion_model(
-    root: str | os.PathLike,
+    root: str | os.PathLike | None,
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "fp32",
     pe_mode: str = "legacy",
+    motion_path: str | os.PathLike | None = None,
+    template_path: str | os.PathLike | None = None,
 ) -> MotionModel:
-    """Find and load the JoyVASA motion generator and template.
+    """Find and load the JoyVASA motion generator and template (or take the two files given, whatever their names).
 
     The architecture comes from the checkpoint's ``args`` like the official loader; a ``joyvasa_config.json``
     beside the checkpoint may add ``motion_generator`` fields (e.g. ``n_layers``) and a ``hubert`` config for
@@ -311,7 +313,11 @@ def load_motion_model(
     from .audio.encoder import hubert_config
     from .motion.generator import MotionGenerator, config_from_args
 
-    motion_path, template_path = find_joyvasa_files(root)
+    if motion_path is None or template_path is None:
+        found_motion, found_template = find_joyvasa_files(root)
+        motion_path = Path(motion_path) if motion_path is not None else found_motion
+        template_path = Path(template_path) if template_path is not None else found_template
+    motion_path, template_path = Path(motion_path), Path(template_path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     extra_path = _config_beside([motion_path], JOYVASA_CONFIG_FILE)

@@ -3,15 +3,12 @@ folders. Returned objects stay in ComfyUI's cache while the node is in the graph
 
 from __future__ import annotations
 
-import os
-
 import comfy.model_management
 
 from ..joyvasa_core.checkpoints.joyvasa import MOTION_FILE, TEMPLATE_FILE
 from ..joyvasa_core.errors import CheckpointError
 from ..joyvasa_core.face.detectors.bundled import BundledFaceDetector
 from ..joyvasa_core.models import (
-    find_joyvasa_files,
     find_liveportrait_files,
     load_face_detector,
     load_liveportrait,
@@ -115,27 +112,8 @@ class JoyVASAMotionModelLoader:
 
     def load(self, checkpoint: str, template: str, device: str, dtype: str):
         with node_errors("JoyVASA Motion Generator Loader"):
-            ckpt_path = os.path.realpath(model_path(JOYVASA, checkpoint))
-            tpl_path = os.path.realpath(model_path(JOYVASA, template))
-            root = _joyvasa_root(ckpt_path, tpl_path)
-            return (load_motion_model(root, comfy_device(device), dtype),)
-
-
-def _joyvasa_root(ckpt_path: str, tpl_path: str) -> str:
-    """The folder joyvasa_core's finder resolves to exactly this checkpoint and template (it knows the official
-    names and layouts); other pairings are refused with what to rename."""
-    parent = os.path.dirname(ckpt_path)
-    for root in (parent, os.path.dirname(parent), os.path.dirname(os.path.dirname(parent))):
-        try:
-            motion, tpl = find_joyvasa_files(root)
-        except CheckpointError:
-            continue
-        if os.path.realpath(motion) == ckpt_path and os.path.realpath(tpl) == tpl_path:
-            return root
-    raise CheckpointError(
-        f"motion generator {ckpt_path} with template {tpl_path}: keep the official names and layout, "
-        f"{MOTION_FILE} and {TEMPLATE_FILE} in one folder (or JoyVASA/motion_generator/ + JoyVASA/motion_template/)."
-    )
+            return (load_motion_model(None, comfy_device(device), dtype, motion_path=model_path(JOYVASA, checkpoint),
+                                      template_path=model_path(JOYVASA, template)),)
 
 
 class JoyVASAFaceDetectorLoader:

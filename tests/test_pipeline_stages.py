@@ -315,3 +315,23 @@ def test_fixture_models_config_round_trip(motion_model):
     assert motion_model.generator.audio_encoder.config.num_hidden_layers == hub.num_hidden_layers
     tpl = template_from(load_fixture(MOTION_SMALL))
     assert torch.equal(motion_model.template.mean_exp, tpl.mean_exp)
+
+
+def test_motion_model_loads_from_explicit_files_with_any_name(models_dir, motion_model, tmp_path):
+    """A checkpoint and template picked by name (as the loader node does) load whatever they are called."""
+    import shutil
+
+    motion, template = find_joyvasa_files(models_dir)
+    renamed = tmp_path / "my_finetune.pt"
+    shutil.copy(motion, renamed)
+    shutil.copy(motion.parent / "joyvasa_config.json", tmp_path / "joyvasa_config.json")
+    stats = tmp_path / "stats.pkl"
+    shutil.copy(template, stats)
+    loaded = load_motion_model(None, device="cpu", pe_mode=motion_model.generator.pe_mode, motion_path=renamed,
+                               template_path=stats)
+    assert loaded.paths == {"motion_generator": str(renamed), "motion_template": str(stats)}
+    ours, theirs = loaded.generator.state_dict(), motion_model.generator.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    with pytest.raises(CheckpointError, match="motion_template"):
+        load_motion_model(tmp_path / "nowhere", device="cpu", motion_path=renamed)
