@@ -5,6 +5,7 @@ A plain module (not conftest.py) so tests import it by name without clashing wit
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -65,13 +66,19 @@ def load_fixture(name: str) -> Fixture:
 
 
 def fill_rule():
-    """The fixture folder's weight fill rule module (``fill_state_dict``, ``checksum``)."""
-    path = fixture_dir() / "fill_rule.py"
-    if not path.exists():
-        path = BUNDLED_FIXTURES / "fill_rule.py"
+    """The fixture folder's weight fill rule module (``fill_state_dict``, ``checksum``); never another folder's."""
+    return _load_fill_rule(str(fixture_path("fill_rule.py")))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_fill_rule(path: str):
     spec = importlib.util.spec_from_file_location("joyvasa_fill_rule", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # leave the fixture folder untouched
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes
     return module
 
 

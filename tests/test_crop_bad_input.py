@@ -146,8 +146,12 @@ def test_crop_face_index_out_of_range_and_orders():
     faces = FakeDetector(faces=3).detect(_astronaut())
     assert [f.score for f in sort_faces(faces, "largest")] == pytest.approx([0.9, 0.8, 0.7])
     assert [f.score for f in sort_faces(faces, "smallest")] == pytest.approx([0.7, 0.8, 0.9])
-    assert select_face(faces, 0, "right_to_left").score == pytest.approx(0.7)
-    assert select_face(faces, -1, "left_to_right").score == pytest.approx(0.7)
+    # Which planted face is rightmost depends on where the fixture's face sits in the photo.
+    by_x = sorted(faces, key=lambda f: float(f.box[0] + f.box[2]))
+    assert float(by_x[0].box[0] + by_x[0].box[2]) < float(by_x[-1].box[0] + by_x[-1].box[2])
+    assert select_face(faces, 0, "right_to_left") is by_x[-1]
+    assert select_face(faces, -1, "left_to_right") is by_x[-1]
+    assert select_face(faces, 0, "left_to_right") is by_x[0]
     assert select_face(faces, 0, "highest_score").score == pytest.approx(0.9)
     with pytest.raises(FaceInputError, match="unknown order"):
         select_face(faces, 0, "random")

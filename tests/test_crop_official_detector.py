@@ -146,7 +146,9 @@ def test_crop_official_detector_reference_end_to_end(planted):
     assert face.ratio_convention == "lmk203"
     assert face.crop.convention == "lmk106" and face.crop.crop256.shape == (256, 256, 3)
     expected = crop_face(planted["image"], planted["pts106_a"].astype(np.float32), "lmk106")
-    np.testing.assert_allclose(face.crop.M_o2c, expected.M_o2c, atol=1e-3)
+    # The 106 points come back through float32 model outputs (~1e-5 relative), which the crop's translation column
+    # (hundreds of pixels) carries: README matrix atol plus that relative error.
+    np.testing.assert_allclose(face.crop.M_o2c, expected.M_o2c, rtol=1e-5, atol=1e-3)
     ref_b = prepare_reference(planted["image"], det, face_order="smallest")
     np.testing.assert_allclose(ref_b[0].face.box, planted["box_b"], atol=1e-3)
 

@@ -228,14 +228,15 @@ def test_liveportrait_keypoints_batched_equals_per_item():
         KeypointComposer(src1, drv[0], options, net, source_lip_ratio=c_s)(drv[n - 1]),
     ]
     assert batched.motion_multiplier is not None and batched.motion_multiplier.shape == (2,)
+    # x_d passes the stitching/lip MLPs, whose CPU kernels round differently with the batch size: README MLP atol.
     for i, single in enumerate(singles):
-        assert_close(out.x_d[i: i + 1], single.x_d, 1e-6, name=f"batched item {i}")
+        assert_close(out.x_d[i: i + 1], single.x_d, ATOL_MLP, name=f"batched item {i}")
         assert_close(out.composed.R[i: i + 1], single.composed.R, 1e-6, name=f"batched R item {i}")
     # One source, many frames: a window at once equals frame by frame.
     composer = KeypointComposer(src0, ref, options, net, source_lip_ratio=c_s)
     window = composer(drv)
     for i in range(n):
-        assert_close(window.x_d[i: i + 1], composer(drv[i]).x_d, 1e-6, name=f"frame {i}")
+        assert_close(window.x_d[i: i + 1], composer(drv[i]).x_d, ATOL_MLP, name=f"frame {i}")
 
 
 def test_liveportrait_pose_maths_batched():
@@ -361,8 +362,8 @@ def test_liveportrait_animation_regions():
     rows = list(LIP_KEYPOINTS)
     others = [k for k in range(src.exp.shape[1]) if k not in rows]
     assert torch.equal(lip.delta[:, others], src.exp.expand(n, -1, -1)[:, others])
-    assert_close(lip.delta[:, rows], (src.exp + drv.exp - ref.exp)[:, rows], 1e-7, name="lip rows")
+    assert_close(lip.delta[:, rows], (src.exp + (drv.exp - ref.exp))[:, rows], 1e-7, name="lip rows")
     for region in ("pose", "exp", "lip", "eyes"):
         c = compose_relative(src, drv, ref, region)
-        assert_close(c.scale, src.scale * drv.scale / ref.scale, 1e-7, name=f"{region} scale")
+        assert_close(c.scale, src.scale * (drv.scale / ref.scale), 1e-7, name=f"{region} scale")
         assert torch.equal(c.t[:, 2], torch.zeros(n))

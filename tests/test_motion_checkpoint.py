@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from fixture_support import REPO, load_fixture
+from fixture_support import fixture_path, load_fixture
 from safetensors.torch import save_file
 
 from joyvasa_core.audio.encoder import build_hubert, hubert_config, remap_pos_conv_weight_norm
@@ -24,7 +24,6 @@ from joyvasa_core.checkpoints.joyvasa import (
 )
 from joyvasa_core.errors import CheckpointError
 
-MANIFESTS = REPO / "tests" / "fixtures" / "manifests"
 POS_CONV = "audio_encoder.encoder.pos_conv_embed.conv."
 LEGACY = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
 
@@ -169,7 +168,7 @@ def test_motion_checkpoint_refuses_code_and_never_runs_it(tmp_path, which, small
 
 
 def _manifest_state(name: str) -> object:
-    manifest = json.loads((MANIFESTS / f"{name}.json").read_text())
+    manifest = json.loads((fixture_path("manifests") / f"{name}.json").read_text())
     if "groups" in manifest:  # stitching: official nested DDP layout
         return {g: {"module." + e["key"]: torch.zeros(1) for e in entries} for g, entries in manifest["groups"].items()}
     return {key: torch.zeros(1) for key in manifest["keys"]}

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from fixture_support import assert_close, fill_rule, load_fixture
+from fixture_support import assert_close, fill_rule, fixture_path, load_fixture
 from motion_support import MOTION_FIXTURES, build_model, model_for, options_from, template_from, wave_from
 
 from joyvasa_core.motion.generator import MotionGenerator
@@ -42,7 +41,7 @@ def _assert_pe_listed(fx, pe: str) -> None:
 @pytest.mark.parity
 def test_motion_state_dict_matches_manifest():
     """The default (shipped) config gives exactly the official checkpoint's keys, order, shapes and buffers."""
-    manifest_path = Path(__file__).parent / "fixtures" / "manifests" / "joyvasa_motion_generator.json"
+    manifest_path = fixture_path("manifests") / "joyvasa_motion_generator.json"
     manifest = json.loads(manifest_path.read_text())
     model = MotionGenerator()
     sd = model.state_dict()

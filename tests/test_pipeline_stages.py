@@ -170,25 +170,27 @@ def composed(models_dir, lp_models, motion_model):
     """Every stage chained on the real photo and the trimmed real speech (web preset with paste-back)."""
     from joyvasa_core.audio.io import load_audio
     from joyvasa_core.face.detectors.bundled import BundledFaceDetector
-    from joyvasa_core.motion.sampler import SamplingOptions
 
-    n_samples = load_fixture(MOTION_SMALL).meta["audio"]["samples_used"]
-    wave = load_audio(fixture_path("speech_en_16k.wav"))[:n_samples]
+    motion_fx = load_fixture(MOTION_SMALL)
+    wave = load_audio(fixture_path(motion_fx.meta["audio"]["source"]))[: motion_fx.meta["audio"]["samples_used"]]
+    assert torch.equal(wave, motion_fx["seq.in.wave"]), "the fixture's waveform is the start of its speech file"
     import cv2
 
     img = cv2.cvtColor(cv2.imread(str(fixture_path("astronaut.png"))), cv2.COLOR_BGR2RGB)
     ref = prepare_reference(img, BundledFaceDetector(), ReferenceOptions(mode="human", crop="face"))
     appearance = extract_appearance(lp_models, ref)
     audio = encode_audio(wave, motion_model)
-    motion = sample_motion(motion_model, audio, SamplingOptions(cfg_scale=4.0, seed=0))
+    motion = sample_motion(motion_model, audio, options_from(motion_fx.meta))
     keypoints = compute_target_keypoints(lp_models, appearance, motion, KeypointOptions.gradio_default())
-    return ref, appearance, audio, motion, keypoints, n_samples
+    return ref, appearance, audio, motion, keypoints, motion_fx.meta["audio"]
 
 
 def test_stages_compose(composed):
-    ref, appearance, audio, motion, keypoints, n_samples = composed
+    ref, appearance, audio, motion, keypoints, audio_meta = composed
     assert isinstance(audio, AudioFeatures)
-    assert audio.n_frames == math.floor((n_samples + 1920) / 640) == motion.n_frames == keypoints.n_frames
+    padded = audio_meta["samples_used"] + audio_meta["leading_pad"] + audio_meta["trailing_pad"]
+    frames = math.floor(padded / (audio_meta["sample_rate"] // load_fixture(MOTION_SMALL).meta["model"]["fps"]))
+    assert audio.n_frames == frames == motion.n_frames == keypoints.n_frames
     assert appearance.lip_ratio is not None and appearance.compressed is not None
     assert torch.isfinite(keypoints.x_d).all()
     for obj in (appearance, audio, motion, keypoints):
@@ -273,10 +275,9 @@ def test_rendering_stops_when_cancelled(lp_models, composed):
 def test_encode_audio_runs_hubert_once_for_every_sample(motion_model):
     """EncodeAudio runs HuBERT once per window; SampleMotion with other seeds reuses the features (identical motion
     to encoding while sampling), re-planning with the same model keeps them, and another model refuses them."""
-    from joyvasa_core.audio.io import load_audio
-
-    meta = load_fixture(MOTION_SMALL).meta
-    wave = load_audio(fixture_path("speech_en_16k.wav"))[: meta["audio"]["samples_used"]]
+    fx = load_fixture(MOTION_SMALL)
+    meta = fx.meta
+    wave = fx["seq.in.wave"]
     options = options_from(meta)
     gen, cfg = motion_model.generator, motion_model.config
     calls: list[int] = []

@@ -3,16 +3,14 @@ by ui_to_api (Reroute, bypassed node, Note), run to /history, the output file on
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 from comfyui_harness import PromptRejected
+from fixture_support import fixture_dir
 from ui_to_api import convert
 
-REPO = Path(__file__).resolve().parents[2]
-IMAGE = REPO / "tests" / "fixtures" / "chelsea.png"
+IMAGE = fixture_dir() / "chelsea.png"
 
 pytestmark = pytest.mark.comfyui
 
