@@ -7,13 +7,12 @@ Needs Debian's chromium + chromium-driver and the frontend package (scripts/setu
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 from comfyui_harness import free_port
-from webdriver import Browser, browser_tools
+from webdriver import Browser, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSION = REPO / "web" / "js" / "joyvasa.js"
@@ -27,18 +26,8 @@ return Object.fromEntries(arguments[0].map((t) => [t, [canvas.colourGetter.getCo
 """
 
 
-def _require_browser(comfyui) -> None:
-    if os.environ.get("JOYVASA_COMFYUI_BROWSER") == "0":
-        pytest.skip("JOYVASA_COMFYUI_BROWSER=0: headless-Chromium UI check disabled")
-    missing = [name for name, path in zip(("chromium", "chromedriver"), browser_tools(), strict=True) if not path]
-    if not comfyui.frontend:
-        missing.append("comfyui-frontend-package")
-    if missing:
-        pytest.fail(f"UI check needs {missing}: run `bash scripts/setup_comfyui.sh` (or JOYVASA_COMFYUI_BROWSER=0)")
-
-
 def test_web_ui_registers_extension_and_keeps_socket_colours(comfyui):
-    _require_browser(comfyui)
+    require_browser(comfyui)
     expected = dict(re.findall(r'^\s+(JOYVASA_[A-Z_]+): "(#[0-9A-Fa-f]{6})"', EXTENSION.read_text(), re.MULTILINE))
     assert len(expected) == 8
     types = sorted(expected)

@@ -8,13 +8,12 @@ Needs Debian's chromium + chromium-driver and comfyui-frontend-package (scripts/
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from comfyui_harness import free_port
 from ui_to_api import convert
-from webdriver import Browser, browser_tools
+from webdriver import Browser, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / "workflows" / "joyvasa_talking_portrait.json"
@@ -34,13 +33,7 @@ return JSON.stringify({unknown, types, saved, output: prompt.output});
 
 
 def test_web_ui_loads_the_shipped_workflow_and_queues_the_same_prompt(comfyui):
-    if os.environ.get("JOYVASA_COMFYUI_BROWSER") == "0":
-        pytest.skip("JOYVASA_COMFYUI_BROWSER=0: headless-Chromium UI check disabled")
-    missing = [name for name, path in zip(("chromium", "chromedriver"), browser_tools(), strict=True) if not path]
-    if not comfyui.frontend:
-        missing.append("comfyui-frontend-package")
-    if missing:
-        pytest.fail(f"UI check needs {missing}: run `bash scripts/setup_comfyui.sh` (or JOYVASA_COMFYUI_BROWSER=0)")
+    require_browser(comfyui)
     shipped = json.loads(WORKFLOW.read_text(encoding="utf-8"))
     with Browser(free_port()) as browser:
         browser.open(comfyui.url + "/")

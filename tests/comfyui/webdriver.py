@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +16,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 # Loopback only: never route through an http_proxy from the environment.
 LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -130,3 +133,14 @@ class Browser:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def require_browser(comfyui) -> None:
+    """Skip when the UI check is switched off; fail (never skip) when its tools are missing."""
+    if os.environ.get("JOYVASA_COMFYUI_BROWSER") == "0":
+        pytest.skip("JOYVASA_COMFYUI_BROWSER=0: headless-Chromium UI check disabled")
+    missing = [name for name, path in zip(("chromium", "chromedriver"), browser_tools(), strict=True) if not path]
+    if not comfyui.frontend:
+        missing.append("comfyui-frontend-package")
+    if missing:
+        pytest.fail(f"UI check needs {missing}: run `bash scripts/setup_comfyui.sh` (or JOYVASA_COMFYUI_BROWSER=0)")
