@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from joyvasa_core.face.detectors.bundled import BundledFaceDetector  # noqa: E402
-from joyvasa_core.face.detectors.facemesh import rect_from_points, warp_roi  # noqa: E402
+from joyvasa_core.face.detectors.facemesh import warp_roi  # noqa: E402
 from joyvasa_core.face.detectors.iris import eye_rect  # noqa: E402
 from tools.convert_mediapipe_weights import MODELS, download_wheel  # noqa: E402
 
@@ -78,8 +78,7 @@ def main() -> None:
     inputs = {"short": det.detection_input(image)[0][None]}
     inputs["full"] = BundledFaceDetector("full").detection_input(image)[0][None]
     face = det.detect(image)[0]
-    box, kps = face.box, face.extra["keypoints"]
-    inputs["mesh"] = warp_roi(image, rect_from_points(box, kps[0], kps[1], 1.5), 192)[None]
+    inputs["mesh"] = warp_roi(image, face.extra["roi"], det.config.mesh.input_size)[None]
     icfg = det.config.iris
     inputs["iris"] = np.stack(
         [

@@ -119,7 +119,7 @@ def anchor_points(landmarks: np.ndarray, convention: str) -> np.ndarray:
     left = np.mean(pts[list(eye_a)], axis=0)
     right = np.mean(pts[list(eye_b)], axis=0)
     eye = (left + right) / 2
-    lip = np.mean(pts[list(mouth)], axis=0) if len(mouth) > 1 else pts[mouth[0]].copy()
+    lip = np.mean(pts[list(mouth)], axis=0)
     return np.stack([eye, lip], axis=0).astype(np.float32)
 
 

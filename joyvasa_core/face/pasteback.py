@@ -93,15 +93,20 @@ class PasteBack:
         y0, y1, x0, x1 = self.roi
         return f"PasteBack({self.width}x{self.height}, crop {self.crop_size}, region x[{x0},{x1}) y[{y0},{y1}))"
 
-    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        key = (str(device), torch.float32)
+    def _on(
+        self, device: torch.device, out_dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-source tensors on ``device``, made on the first call: the background in the output dtype, the fixed
+        blend term, the grid and the mask."""
+        key = (str(device), out_dtype)
         if key not in self._cache:
             y0, y1, x0, x1 = self.roi
             orig = self._original.to(device)
+            background = orig if out_dtype == torch.uint8 else orig.to(torch.float32) / 255
             orig_roi = orig[y0:y1, x0:x1].permute(2, 0, 1)[None].to(torch.float32)
             mask = self._mask_roi.to(device)
             # (1 - mask) * original is the same for every frame: computed once, as the reference computes it.
-            self._cache[key] = (orig, (1 - mask) * orig_roi, self._grid.to(device), mask)
+            self._cache[key] = (background, (1 - mask) * orig_roi, self._grid.to(device), mask)
         return self._cache[key]
 
     @torch.no_grad()
@@ -119,10 +124,10 @@ class PasteBack:
         x = frames if layout == "nchw" else frames.permute(0, 3, 1, 2)
         n = x.shape[0]
         device = x.device
-        orig, base, grid, mask = self._on(device)
-        out = torch.empty((n, self.height, self.width, 3), dtype=torch.uint8 if as_uint8 else torch.float32,
-                          device=device)
-        out.copy_((orig if as_uint8 else orig.to(torch.float32) / 255).expand_as(out))
+        out_dtype = torch.uint8 if as_uint8 else torch.float32
+        background, base, grid, mask = self._on(device, out_dtype)
+        out = torch.empty((n, self.height, self.width, 3), dtype=out_dtype, device=device)
+        out.copy_(background.expand_as(out))
         y0, y1, x0, x1 = self.roi
         if n == 0 or y1 <= y0:
             return out

@@ -218,8 +218,6 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
         notes += (f"resized {in_w}x{in_h} -> {img.shape[1]}x{img.shape[0]} (max_dim {opts.max_dim})",)
     fx, fy = lim_w / in_w, lim_h / in_h
     mode = _crop_mode(opts)
-    crop_cfg = CropConfig(dsize=opts.dsize, scale=opts.scale, vx_ratio=opts.vx_ratio, vy_ratio=opts.vy_ratio,
-                          rotate=opts.rotate)
     face: DetectedFace | None = None
     if mode in ("box", "mask"):
         if mode == "box":
@@ -273,7 +271,7 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
                 f"{what}: the face is only {bw:.0f}x{bh:.0f} px (at least {opts.min_face_size} px needed for a "
                 "usable 512 crop); use a larger or closer photo."
             )
-        crop = crop_face(img, face.landmarks, face.convention, crop_cfg)
+        crop = crop_face(img, face.landmarks, face.convention, crop_options(opts))
     ratios = ratio_pts = ratio_conv = None
     if face is not None:
         if face.extra.get("lmk203") is not None:

@@ -75,7 +75,6 @@ def pad_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, 0, 0, extra)) if extra > 0 else x
 
 
-
 class BlazeResidual(nn.Module):
     """BlazeNet residual: depthwise 3×3 (stride 1|2) -> pointwise; the skip is max-pooled and zero-padded to the
     output width; ReLU (BlazeFace) or PReLU (face mesh) after the add."""
@@ -92,6 +91,7 @@ class BlazeResidual(nn.Module):
         y = self.pw(self.dw(x))
         skip = F.max_pool2d(x, 2, 2) if self.stride == 2 else x
         return self.act(pad_channels(skip, self.out_ch) + y)
+
 
 def depth_to_space_tf(x: torch.Tensor, block: int) -> torch.Tensor:
     """DEPTH_TO_SPACE in TensorFlow's channel order (block position major, channel minor), on NCHW tensors."""
