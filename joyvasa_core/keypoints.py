@@ -12,7 +12,7 @@ angles are degrees; ``t_z`` is always dropped.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -211,7 +211,7 @@ def compose_relative(
     t = source.t + (driving.t - reference.t)
     t = torch.cat([t[:, 0:2], torch.zeros_like(t[:, 2:3])], dim=1)
     R_new, delta, scale, t = (v.expand(n, *v.shape[1:]) for v in (R_new, delta, scale, t))
-    x_d = scale[:, :, None] * (source.kp @ R_new + delta) + t[:, None, :]
+    x_d = transform_keypoints(source.kp, delta, scale, t, R_new)
     return ComposedKeypoints(R=R_new, delta=delta, scale=scale, t=t, x_d=x_d)
 
 
@@ -346,30 +346,28 @@ def apply_stitching(x_s: torch.Tensor, x_d: torch.Tensor, delta: torch.Tensor | 
     return out + shift[:, None, :]
 
 
-def _ratio_tensor(ratio: torch.Tensor | Sequence[float] | float, n: int, like: torch.Tensor) -> torch.Tensor:
-    r = torch.as_tensor(ratio, dtype=like.dtype, device=like.device)
+def _retarget_delta(
+    mlp: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x_s: torch.Tensor, ratio: torch.Tensor | Sequence[float]
+) -> torch.Tensor:
+    """Run one retargeting MLP on ``x_s`` and ``ratio`` ((R,) or (N,R)) with matched batches; (N,21,3) delta."""
+    r = torch.as_tensor(ratio, dtype=x_s.dtype, device=x_s.device)
     r = r.reshape(1, -1) if r.ndim <= 1 else r
-    return r.expand(n, -1) if r.shape[0] != n else r
+    n = max(x_s.shape[0], r.shape[0])
+    return mlp(_match_batch(x_s, n), _match_batch(r, n)).reshape(n, -1, 3)
 
 
 def lip_retarget_delta(
     network: Retargeting, x_s: torch.Tensor, ratio: torch.Tensor | Sequence[float]
 ) -> torch.Tensor:
     """(N,21,3) lip delta from ``R_lip(cat(x_s.flat, [c_s_lip, c_d_lip]))``; ``ratio`` is (2,) or (N,2)."""
-    r = torch.as_tensor(ratio)
-    n = max(x_s.shape[0], r.shape[0] if r.ndim == 2 else 1)
-    out = network.lip(_match_batch(x_s, n), _ratio_tensor(ratio, n, x_s))
-    return out.reshape(n, -1, 3)
+    return _retarget_delta(network.lip, x_s, ratio)
 
 
 def eye_retarget_delta(
     network: Retargeting, x_s: torch.Tensor, ratio: torch.Tensor | Sequence[float]
 ) -> torch.Tensor:
     """(N,21,3) eye delta from ``R_eye(cat(x_s.flat, [c_s_eyeL, c_s_eyeR, c_d_eye]))``; ``ratio`` is (3,) or (N,3)."""
-    r = torch.as_tensor(ratio)
-    n = max(x_s.shape[0], r.shape[0] if r.ndim == 2 else 1)
-    out = network.eye(_match_batch(x_s, n), _ratio_tensor(ratio, n, x_s))
-    return out.reshape(n, -1, 3)
+    return _retarget_delta(network.eye, x_s, ratio)
 
 
 def apply_retargeting(x: torch.Tensor, *deltas: torch.Tensor | None) -> torch.Tensor:

@@ -8,7 +8,7 @@ built by the same code. ``from_dict`` accepts the yaml section names and the fix
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, TypeVar
 
 # Backbone name -> (depths, dims) of the ConvNeXtV2 variants LivePortrait can name in its yaml.
 CONVNEXTV2_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
@@ -22,8 +22,24 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in names}
 
 
+def _as_config(cls: Any, v: Any) -> Any:
+    """A sub-config given either as an instance of ``cls`` or as its dict."""
+    return v if isinstance(v, cls) else cls.from_dict(v)
+
+
+_C = TypeVar("_C", bound="_FlatConfig")
+
+
+class _FlatConfig:
+    """``from_dict`` for configs whose fields are all plain values: keep the known keys, ignore the rest."""
+
+    @classmethod
+    def from_dict(cls: type[_C], d: dict[str, Any]) -> _C:
+        return cls(**_known(cls, d))
+
+
 @dataclass
-class AppearanceConfig:
+class AppearanceConfig(_FlatConfig):
     """F: image -> 3-D appearance feature volume (B, reshape_channel, reshape_depth, 64, 64)."""
 
     image_channel: int = 3
@@ -33,10 +49,6 @@ class AppearanceConfig:
     reshape_channel: int = 32
     reshape_depth: int = 16
     num_resblocks: int = 6
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AppearanceConfig:
-        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -71,7 +83,7 @@ class MotionExtractorConfig:
 
 
 @dataclass
-class DenseMotionConfig:
+class DenseMotionConfig(_FlatConfig):
     """The dense-motion hourglass inside W (``dense_motion_params`` in the yaml)."""
 
     block_expansion: int = 32
@@ -80,10 +92,6 @@ class DenseMotionConfig:
     reshape_depth: int = 16
     compress: int = 4
     kp_variance: float = 0.01
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DenseMotionConfig:
-        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -103,15 +111,13 @@ class WarpingConfig:
     def from_dict(cls, d: dict[str, Any]) -> WarpingConfig:
         kw = _known(cls, d)
         dm = d.get("dense_motion_params", d.get("dense_motion"))
-        if isinstance(dm, DenseMotionConfig):
-            kw["dense_motion"] = dm
-        elif dm is not None:
-            kw["dense_motion"] = DenseMotionConfig.from_dict(dm)
+        if dm is not None:
+            kw["dense_motion"] = _as_config(DenseMotionConfig, dm)
         return cls(**kw)
 
 
 @dataclass
-class SpadeConfig:
+class SpadeConfig(_FlatConfig):
     """G: SPADE decoder from W's feature map to the 512x512 image."""
 
     upscale: int = 2
@@ -125,10 +131,6 @@ class SpadeConfig:
     def input_channels(self) -> int:
         """Channels of W's output, which G takes as both input and SPADE label map."""
         return min(self.max_features, self.block_expansion * 2**self.num_down_blocks)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SpadeConfig:
-        return cls(**_known(cls, d))
 
 
 @dataclass
@@ -166,12 +168,7 @@ class StitchingConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StitchingConfig:
-        kw = {}
-        for name in ("stitching", "lip", "eye"):
-            if name in d:
-                v = d[name]
-                kw[name] = v if isinstance(v, MLPConfig) else MLPConfig.from_dict(v)
-        return cls(**kw)
+        return cls(**{name: _as_config(MLPConfig, d[name]) for name in ("stitching", "lip", "eye") if name in d})
 
 
 # yaml section name -> (attribute of LivePortraitConfig, config class)
@@ -202,7 +199,7 @@ class LivePortraitConfig:
         for section, (attr, sub) in _SECTIONS.items():
             v = d.get(section, d.get(attr))
             if v is not None:
-                kw[attr] = v if isinstance(v, sub) else sub.from_dict(v)
+                kw[attr] = _as_config(sub, v)
         return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:

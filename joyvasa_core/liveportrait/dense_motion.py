@@ -74,26 +74,23 @@ class DenseMotionNetwork(nn.Module):
         """Source-side work (Conv3d 1x1 -> BN -> ReLU); depends only on the source feature."""
         return F.relu(self.norm(self.compress(feature)), inplace=True)
 
-    def sparse_motions(
-        self, spatial: tuple[int, int, int], kp_source: torch.Tensor, kp_driving: torch.Tensor
-    ) -> torch.Tensor:
-        """(B, K+1, D, H, W, 3): identity grid for the background, then ``grid - kp_d[k] + kp_s[k]``."""
+    def sparse_motions(self, grid: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        """(B, K+1, D, H, W, 3) from the (D,H,W,3) ``grid``: identity for the background, then
+        ``grid - kp_d[k] + kp_s[k]``."""
         b, k = kp_driving.shape[:2]
-        grid = make_coordinate_grid(spatial, dtype=kp_source.dtype, device=kp_source.device)
+        spatial = grid.shape[:3]
         shift = grid.view(1, 1, *spatial, 3) - kp_driving.view(b, k, 1, 1, 1, 3)
         shift = shift + kp_source.view(b, k, 1, 1, 1, 3)
         return torch.cat([grid.view(1, 1, *spatial, 3).expand(b, 1, *spatial, 3), shift], dim=1)
 
-    def heatmaps(
-        self, spatial: tuple[int, int, int], kp_source: torch.Tensor, kp_driving: torch.Tensor
-    ) -> torch.Tensor:
+    def heatmaps(self, grid: torch.Tensor, kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
         """(B, K+1, 1, D, H, W): Gaussian(driving) - Gaussian(source), zero map first for the background."""
         b, k = kp_driving.shape[:2]
-        grid = make_coordinate_grid(spatial, dtype=kp_source.dtype, device=kp_source.device).view(1, 1, *spatial, 3)
+        spatial = grid.shape[:3]
         var = self.config.kp_variance
 
         def gaussian(kp: torch.Tensor) -> torch.Tensor:
-            sub = grid - kp.view(b, k, 1, 1, 1, 3)
+            sub = grid.view(1, 1, *spatial, 3) - kp.view(b, k, 1, 1, 1, 3)
             return torch.exp(-0.5 * (sub * sub).sum(-1) / var)
 
         heat = gaussian(kp_driving) - gaussian(kp_source)
@@ -116,10 +113,12 @@ class DenseMotionNetwork(nn.Module):
         fc = self.compress_feature(feature) if compressed is None else compressed
         spatial = tuple(fc.shape[2:])
         k1 = self.num_kp + 1
-        sparse = self.sparse_motions(spatial, kp_source.float(), kp_driving.float())
+        kp_source, kp_driving = kp_source.float(), kp_driving.float()
+        grid = make_coordinate_grid(spatial, dtype=kp_source.dtype, device=kp_source.device)
+        sparse = self.sparse_motions(grid, kp_source, kp_driving)
         deformed = grid_sample_shared(fc, sparse.reshape(b * k1, *spatial, 3))
         deformed = deformed.reshape(b, k1, -1, *spatial)
-        heat = self.heatmaps(spatial, kp_source.float(), kp_driving.float())
+        heat = self.heatmaps(grid, kp_source, kp_driving)
         hg_in = torch.cat([heat, deformed], dim=2).view(b, -1, *spatial)
         pred = self.hourglass(hg_in)
         mask = torch.softmax(self.mask(pred), dim=1).float()

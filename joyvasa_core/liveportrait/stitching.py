@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..keypoints import apply_stitching
 from .config import MLPConfig, StitchingConfig
 
 GROUPS = ("retarget_shoulder", "retarget_mouth", "retarget_eye")
@@ -59,10 +60,7 @@ class StitchingRetargetingNetwork(nn.Module):
 
     def apply_stitching(self, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
         """x_d + delta, with the shared (tx, ty) added to every keypoint's x and y."""
-        delta = self.stitch(x_s, x_d)
-        b, k = delta.shape[0], x_d.shape[1]
-        out = x_d.float() + delta[:, : 3 * k].reshape(b, k, 3)
-        return torch.cat([out[..., :2] + delta[:, None, 3 * k : 3 * k + 2], out[..., 2:]], dim=-1)
+        return apply_stitching(x_s, x_d.float(), self.stitch(x_s, x_d))
 
     def lip(self, x_s: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
         """Lip delta (B, K, 3) from ``ratio`` (B, 2) = [source lip ratio, target lip ratio]."""
