@@ -26,23 +26,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from joyvasa_core.motion.generator import MotionGenerator  # noqa: E402
+from joyvasa_core.motion.generator import COMPUTED_BUFFERS, MotionGenerator  # noqa: E402
 from joyvasa_core.motion.sampler import SamplingOptions, sample_motion  # noqa: E402
 
 SPEECH = REPO / "tests" / "fixtures" / "speech_en_16k.wav"
 FILL_RULE = REPO / "tests" / "fixtures" / "fill_rule.py"
-SKIP = (
-    "denoising_net.PE.pe",
-    "denoising_net.TE.pe",
-    "denoising_net.alignment_mask",
-    "diffusion_sched.alpha_bars",
-    "diffusion_sched.alphas",
-    "diffusion_sched.betas",
-    "diffusion_sched.sigmas_flex",
-    "diffusion_sched.sigmas_inflex",
-)
-
-
 DEVICE = "cpu"
 
 
@@ -54,7 +42,7 @@ def build_model() -> MotionGenerator:
     model = MotionGenerator()
     with torch.no_grad():
         for key, tensor in model.state_dict().items():
-            if tensor.is_floating_point() and key not in SKIP:
+            if tensor.is_floating_point() and key not in COMPUTED_BUFFERS:  # the fill rule's skip list
                 tensor.copy_(rule.fill_tensor(0, key, tensor.shape).to(tensor.dtype))
     return model.to(DEVICE).eval()
 

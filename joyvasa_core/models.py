@@ -101,20 +101,13 @@ def _unique(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _human_dirs(root: Path) -> list[Path]:
+def _liveportrait_dirs(root: Path, sub: str) -> list[Path]:
+    """Human weight folders in order: the community ``liveportrait/``, then the official ``sub`` (``base_models`` or
+    ``retargeting_models``) inside it or on its own, under every prefix, then ``root`` itself."""
     dirs: list[Path] = []
     for pre in _PREFIXES:
         base = root / pre if pre else root
-        dirs += [base / "liveportrait", base / "liveportrait" / "base_models", base / "base_models"]
-    dirs.append(root)
-    return _unique(dirs)
-
-
-def _retargeting_dirs(root: Path) -> list[Path]:
-    dirs: list[Path] = []
-    for pre in _PREFIXES:
-        base = root / pre if pre else root
-        dirs += [base / "liveportrait", base / "liveportrait" / "retargeting_models", base / "retargeting_models"]
+        dirs += [base / "liveportrait", base / "liveportrait" / sub, base / sub]
     dirs.append(root)
     return _unique(dirs)
 
@@ -173,7 +166,7 @@ def find_liveportrait_files(root: str | os.PathLike, variant: str = "human") -> 
         raise CheckpointError(f"models folder {base}: no such folder. Pass --models with the folder holding "
                               "liveportrait/ and joyvasa/ (ComfyUI's models folder works).")
     if variant == "human":
-        candidates = [(d, "human") for d in _human_dirs(base)]
+        candidates = [(d, "human") for d in _liveportrait_dirs(base, "base_models")]
     elif variant.startswith("animal"):
         version = variant.split("_", 1)[1] if "_" in variant else None
         if version not in (None, "v1.0", "v1.1"):
@@ -208,7 +201,7 @@ def find_liveportrait_files(root: str | os.PathLike, variant: str = "human") -> 
             f"searched {_shown(dirs, base)}.{partial} Download them from KwaiVGI/LivePortrait or "
             "Kijai/LivePortrait_safetensors."
         )
-    s_dirs = _retargeting_dirs(base)
+    s_dirs = _liveportrait_dirs(base, "retargeting_models")
     if variant != "human":
         s_dirs += [d.parent / "retargeting_models" for d, _ in candidates] + [d for d, _ in candidates]
     stitching = next((p for p in (_find_in(d, STITCHING) for d in s_dirs) if p is not None), None)

@@ -302,6 +302,24 @@ def render_frames(
         progress.update(min(lo + batch_size, stop) - start, total)
 
 
+def _frame_size(models: LivePortraitModels, paste_back: PasteBack | None) -> tuple[int, int]:
+    """(width, height) of the rendered frames: the original image's with paste-back, else G's crop."""
+    if paste_back is not None:
+        return paste_back.width, paste_back.height
+    return models.crop_size, models.crop_size
+
+
+def _gather(chunks: Iterator[torch.Tensor], n_frames: int, size: tuple[int, int]) -> torch.Tensor:
+    """Fill one (N, H, W, 3) tensor chunk by chunk: no list of chunks and no second copy at the end."""
+    width, height = size
+    frames = torch.empty(n_frames, height, width, 3)
+    done = 0
+    for chunk in chunks:
+        frames[done : done + chunk.shape[0]] = chunk
+        done += chunk.shape[0]
+    return frames
+
+
 def warp_and_render(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
     reference: ReferenceFace | None = None, paste_back: bool = True, batch_size: int = 4,
@@ -310,8 +328,8 @@ def warp_and_render(
     """WarpAndRender: every frame at once, (N, H, W, 3) float in [0, 1] (the original image's size with paste-back,
     else the 512 crop). For long clips prefer :func:`render_frames`, which streams."""
     pb = paste_back_for(reference, index, models.crop_size) if paste_back else None
-    chunks = list(render_frames(models, appearance, keypoints, pb, batch_size, progress))
-    return torch.cat(chunks) if chunks else torch.zeros(0, models.crop_size, models.crop_size, 3)
+    chunks = render_frames(models, appearance, keypoints, pb, batch_size, progress)
+    return _gather(chunks, keypoints.n_frames, _frame_size(models, pb))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -340,9 +358,7 @@ class Animation:
 
     def frame_size(self, models: LivePortraitModels) -> tuple[int, int]:
         """(width, height) of the output frames."""
-        if self.paste_back is not None:
-            return self.paste_back.width, self.paste_back.height
-        return models.crop_size, models.crop_size
+        return _frame_size(models, self.paste_back)
 
     def frames(
         self, models: LivePortraitModels, progress: Progress | None = None, as_uint8: bool = False,
@@ -353,8 +369,7 @@ class Animation:
                              batch_size or self.options.batch_size, progress, as_uint8)
 
     def render(self, models: LivePortraitModels, progress: Progress | None = None) -> torch.Tensor:
-        chunks = list(self.frames(models, progress))
-        return torch.cat(chunks)
+        return _gather(self.frames(models, progress), self.n_frames, self.frame_size(models))
 
 
 def prepare_animation(
@@ -387,8 +402,7 @@ def prepare_animation(
     if motion is None:
         motion = sample_motion(motion_model, features, options.sampling, progress)
     keypoints = compute_target_keypoints(liveportrait, appearance, motion, options.keypoints)
-    crop_ok = reference[0].crop.method != "whole"
-    use_paste = options.paste_back and crop_ok and options.keypoints.stitching
+    use_paste = options.paste_back and options.keypoints.stitching  # paste_back_for skips an uncropped source
     pb = paste_back_for(reference, 0, liveportrait.crop_size) if use_paste else None
     return Animation(reference=reference, appearance=appearance, audio=features, motion=motion, keypoints=keypoints,
                      paste_back=pb, options=options)

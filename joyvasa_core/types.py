@@ -104,14 +104,6 @@ class AudioFeatures:
         """Seconds of speech (before padding)."""
         return self.waveform.shape[-1] / self.sample_rate
 
-    @property
-    def has_features(self) -> bool:
-        return self.features is not None
-
-    def as_comfy_audio(self) -> dict[str, Any]:
-        """ComfyUI's AUDIO dict ({waveform (1, 1, T), sample_rate})."""
-        return {"waveform": self.waveform.reshape(1, 1, -1).float().cpu(), "sample_rate": self.sample_rate}
-
     def __repr__(self) -> str:
         p = self.plan
         name = f", {self.source}" if self.source else ""

@@ -195,21 +195,3 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
-
-
-def write_video(
-    path: str | os.PathLike,
-    frames: Any,
-    fps: int = 25,
-    audio: torch.Tensor | np.ndarray | None = None,
-    sample_rate: int = 16000,
-    crf: int = 18,
-    overwrite: bool = False,
-) -> Path:
-    """Write an iterable of frame chunks (or one (N, H, W, 3) array) to ``path`` atomically."""
-    if isinstance(frames, (torch.Tensor, np.ndarray)):
-        frames = [frames]
-    with VideoWriter(path, fps=fps, crf=crf, audio=audio, sample_rate=sample_rate, overwrite=overwrite) as writer:
-        for chunk in frames:
-            writer.write(chunk)
-    return writer.path

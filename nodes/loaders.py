@@ -98,7 +98,7 @@ class JoyVASAMotionModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        ckpts = [f for f in list_files(JOYVASA, MOTION_CHECKPOINT_EXTS)]
+        ckpts = list_files(JOYVASA, MOTION_CHECKPOINT_EXTS)
         templates = list_files(JOYVASA, TEMPLATE_EXTS)
         return {
             "required": {

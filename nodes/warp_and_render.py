@@ -6,7 +6,7 @@ import logging
 
 import torch
 
-from ..joyvasa_core.pipeline import paste_back_for, render_frames
+from ..joyvasa_core.pipeline import warp_and_render
 from .errors import NodeError, node_errors
 from .progress import ComfyProgress
 
@@ -52,19 +52,13 @@ class JoyVASAWarpAndRender:
             if face is not None and not 0 <= image_index < len(face):
                 raise NodeError(f"image_index {image_index} is out of range: the face holds {len(face)} image(s); "
                                 "use the index given to Extract Appearance.")
-            pb = None
-            if paste_back and face is not None:
-                if keypoints.options.stitching:
-                    pb = paste_back_for(face, image_index, liveportrait.crop_size)
-                else:
-                    log.warning("%s: paste-back skipped: stitching is off (the reference pastes back only with "
-                                "stitching); the frames are the 512 crop.", DISPLAY)
-            height, width = (pb.height, pb.width) if pb is not None else (liveportrait.crop_size,) * 2
-            frames = torch.empty(keypoints.n_frames, height, width, 3)  # filled in place: no second copy at the end
-            done = 0
-            for chunk in render_frames(liveportrait, appearance, keypoints, pb, batch_size, ComfyProgress()):
-                frames[done : done + chunk.shape[0]] = chunk
-                done += chunk.shape[0]
+            paste_back = paste_back and face is not None
+            if paste_back and not keypoints.options.stitching:
+                log.warning("%s: paste-back skipped: stitching is off (the reference pastes back only with "
+                            "stitching); the frames are the 512 crop.", DISPLAY)
+                paste_back = False
+            frames = warp_and_render(liveportrait, appearance, keypoints, face, paste_back, batch_size,
+                                     ComfyProgress(), image_index)
             fps = float(keypoints.fps)
             if audio is None:
                 samples = int(round(keypoints.n_frames / fps * 16000))

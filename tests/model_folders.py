@@ -24,8 +24,6 @@ LP_SMALL = "liveportrait_small.safetensors"
 MOTION_SMALL = "joyvasa_small.safetensors"
 
 
-
-
 @lru_cache(maxsize=1)
 def small_liveportrait_networks() -> dict[str, torch.nn.Module]:
     meta = load_fixture(LP_SMALL).meta

@@ -9,6 +9,7 @@ import torch
 from fixture_support import fill_module, load_fixture
 
 from joyvasa_core.audio.encoder import hubert_config
+from joyvasa_core.errors import Cancelled
 from joyvasa_core.motion.config import MotionGeneratorConfig
 from joyvasa_core.motion.generator import MotionGenerator
 from joyvasa_core.motion.sampler import SamplingOptions
@@ -101,3 +102,18 @@ def options_from(meta: dict, **overrides) -> SamplingOptions:
 
 def wave_from(fx) -> torch.Tensor:
     return fx["seq.in.wave"]
+
+
+class StopAfter:
+    """Progress that records every ``update`` and cancels once ``n`` updates have been seen."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.calls: list[tuple[int, int]] = []
+
+    def update(self, done: int, total: int, preview=None) -> None:
+        self.calls.append((done, total))
+
+    def check_cancel(self) -> None:
+        if len(self.calls) >= self.n:
+            raise Cancelled("stop")

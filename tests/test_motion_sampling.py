@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 from fixture_support import assert_close, load_fixture
-from motion_support import model_for, options_from, template_from, wave_from
+from motion_support import StopAfter, model_for, options_from, template_from, wave_from
 
 from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
 from joyvasa_core.keypoints import rotation_matrix
@@ -194,20 +194,11 @@ def test_motion_template_round_trip(fx):
 
 
 def test_motion_progress_and_cancel(fx, model):
-    calls = []
-
-    class Stop:
-        def update(self, done, total, preview=None):
-            calls.append((done, total))
-
-        def check_cancel(self):
-            if len(calls) >= 3:
-                raise Cancelled("stop")
-
+    stop = StopAfter(3)
     with pytest.raises(Cancelled):
-        sample_motion(model, wave_from(fx), options_from(fx.meta), progress=Stop())
+        sample_motion(model, wave_from(fx), options_from(fx.meta), progress=stop)
     total = fx.meta["n_windows"] * fx.meta["model"]["n_diff_steps"]
-    assert calls == [(1, total), (2, total), (3, total)]
+    assert stop.calls == [(1, total), (2, total), (3, total)]
 
 
 def test_motion_bad_audio_is_clear(model):

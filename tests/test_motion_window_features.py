@@ -10,7 +10,15 @@ from contextlib import contextmanager
 import pytest
 import torch
 from fixture_support import assert_close, load_fixture
-from motion_support import MOTION_FIXTURES, build_model, model_for, options_from, template_from, wave_from
+from motion_support import (
+    MOTION_FIXTURES,
+    StopAfter,
+    build_model,
+    model_for,
+    options_from,
+    template_from,
+    wave_from,
+)
 
 from joyvasa_core.errors import AudioInputError, Cancelled
 from joyvasa_core.motion.generator import MotionGenerator
@@ -145,24 +153,15 @@ def test_motion_mismatched_window_features_are_clear(fx, model):
 
 
 def test_motion_encode_windows_progress_and_cancel(fx, model):
-    calls = []
-
-    class Stop:
-        def update(self, done, total, preview=None):
-            calls.append((done, total))
-
-        def check_cancel(self):
-            if len(calls) >= 2:
-                raise Cancelled("stop")
-
+    stop = StopAfter(2)
     n_windows = fx.meta["n_windows"]
     if n_windows > 2:
         with pytest.raises(Cancelled):
-            encode_windows(model, wave_from(fx), options_from(fx.meta).leading_silence, progress=Stop())
-        assert calls == [(1, n_windows), (2, n_windows)]
+            encode_windows(model, wave_from(fx), options_from(fx.meta).leading_silence, progress=stop)
+        assert stop.calls == [(1, n_windows), (2, n_windows)]
     else:
-        encode_windows(model, wave_from(fx), options_from(fx.meta).leading_silence, progress=Stop())
-        assert calls == [(i + 1, n_windows) for i in range(n_windows)]
+        encode_windows(model, wave_from(fx), options_from(fx.meta).leading_silence, progress=stop)
+        assert stop.calls == [(i + 1, n_windows) for i in range(n_windows)]
 
 
 def test_motion_audio_model_fingerprint(model):

@@ -15,9 +15,7 @@ from fixture_support import assert_close, fixture_path, load_fixture
 from model_folders import LP_SMALL, MOTION_SMALL, write_joyvasa, write_liveportrait
 from motion_support import audio_config_from_meta, config_from_meta, options_from, template_from
 
-from joyvasa_core.checkpoints.liveportrait import (
-    STITCHING,
-)
+from joyvasa_core.checkpoints.liveportrait import STITCHING
 from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import KeypointComposer, KeypointOptions, MotionFrames
@@ -27,6 +25,7 @@ from joyvasa_core.pipeline import (
     compute_target_keypoints,
     encode_audio,
     extract_appearance,
+    paste_back_for,
     render_frames,
     sample_motion,
     warp_and_render,
@@ -232,8 +231,6 @@ def test_streaming_chunks_paste_back_and_uint8(lp_models, composed):
     ref, appearance, _, _, keypoints, _ = composed
     fast = replace(lp_models, warping=_CheapRenderer(), spade=_CheapRenderer())
     short = replace(keypoints, x_d=keypoints.x_d[:5])
-    from joyvasa_core.pipeline import paste_back_for
-
     pb = paste_back_for(ref, 0, fast.crop_size)
     h, w = ref[0].image.shape[:2]
     chunks = list(render_frames(fast, appearance, short, pb, batch_size=2))

@@ -48,17 +48,13 @@ def remap_pos_conv_weight_norm(state_dict: Mapping[str, torch.Tensor], to_parame
     Checkpoints saved before torch 2.1 hold ``...pos_conv_embed.conv.weight_g/weight_v``; current transformers modules
     expect ``...conv.parametrizations.weight.original0/original1`` (g, v). Works on any prefix (``audio_encoder.``).
     """
-    pairs = _LEGACY_TO_PARAM.items() if to_parametrizations else ((v, k) for k, v in _LEGACY_TO_PARAM.items())
-    pairs = list(pairs)
+    names = _LEGACY_TO_PARAM if to_parametrizations else {v: k for k, v in _LEGACY_TO_PARAM.items()}
     out: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
-        new_key = key
         if _POS_CONV in key:
             head, tail = key.rsplit(_POS_CONV, 1)
-            for old, new in pairs:
-                if tail == old:
-                    new_key = head + _POS_CONV + new
-        out[new_key] = value
+            key = head + _POS_CONV + names.get(tail, tail)
+        out[key] = value
     return out
 
 

@@ -25,6 +25,7 @@ import torch
 
 from ..audio.encoder import remap_pos_conv_weight_norm
 from ..errors import CheckpointError
+from ..motion.template import REQUIRED_KEYS
 from .files import (
     HARMLESS_GLOBALS,
     PICKLE,
@@ -50,9 +51,7 @@ MOTION_CHECKPOINT_GLOBALS: tuple[Any, ...] = HARMLESS_GLOBALS + (
 )
 
 # The statistics inference reads (spec 2.8); the file holds 45 keys, the rest are training-only.
-TEMPLATE_KEYS: tuple[str, ...] = ("mean_exp", "std_exp") + tuple(
-    f"{m}_{q}" for q in ("scale", "t", "pitch", "yaw", "roll") for m in ("min", "max")
-)
+TEMPLATE_KEYS: tuple[str, ...] = REQUIRED_KEYS
 
 
 # ---------------------------------------------------------------------------------------------------------------------

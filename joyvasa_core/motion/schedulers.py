@@ -83,6 +83,19 @@ class _Scheduler:
         """Whether ``step`` at ``t`` consumes one noise draw (the sampler draws it before the network call)."""
         raise NotImplementedError
 
+    @staticmethod
+    def _add_noise(
+        prev: torch.Tensor,
+        sigma: float,
+        sample: torch.Tensor,
+        generator: torch.Generator | None,
+        noise: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``prev + sigma * z`` with the given ``noise`` or a fresh draw from ``generator``."""
+        if noise is None:
+            noise = _draw(sample.shape, sample, generator)
+        return prev + sigma * noise.to(sample)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(steps={len(self.timesteps)}, train_steps={self.num_train_timesteps})"
 
@@ -137,9 +150,7 @@ class DDPMAncestralScheduler(_Scheduler):
         c1 = float((1 - alpha) * torch.sqrt(alpha_bar_prev) / (1 - alpha_bar))
         prev = c0 * sample + c1 * model_output
         if self.noise_needed(t):
-            if noise is None:
-                noise = _draw(sample.shape, sample, generator)
-            prev = prev + float(self.sigmas[t]) * noise.to(sample)
+            prev = self._add_noise(prev, float(self.sigmas[t]), sample, generator, noise)
         return prev
 
 
@@ -191,15 +202,13 @@ class DDIMScheduler(_Scheduler):
         """Jump from x_t to x_{t_prev} given the x0 prediction."""
         t = int(t)
         t_prev = self.previous_timestep(t)
-        a_t = float(self.schedule["alpha_bars"][t].double())
-        a_prev = float(self.schedule["alpha_bars"][t_prev].double()) if t_prev > 0 else 1.0
         if t_prev == 0:
             return model_output.clone()
+        a_t = float(self.schedule["alpha_bars"][t].double())
+        a_prev = float(self.schedule["alpha_bars"][t_prev].double())
         eps = (sample - math.sqrt(a_t) * model_output) / math.sqrt(1 - a_t)
         sigma = self.eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
         prev = math.sqrt(a_prev) * model_output + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
         if sigma > 0:
-            if noise is None:
-                noise = _draw(sample.shape, sample, generator)
-            prev = prev + sigma * noise.to(sample)
+            prev = self._add_noise(prev, sigma, sample, generator, noise)
         return prev
