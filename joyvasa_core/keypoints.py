@@ -58,6 +58,16 @@ def rotation_matrix(pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) 
     return (rz @ ry @ rx).transpose(1, 2)
 
 
+def rotation_angles(R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B,3,3) transposed rotations -> (pitch, yaw, roll) (B,1) degrees, the inverse of :func:`rotation_matrix`
+    for |yaw| < 90 degrees (``R^T = Rz Ry Rx``: yaw from its [2,0] entry, pitch and roll from atan2 pairs)."""
+    m = R.reshape(-1, 3, 3).transpose(1, 2).double()
+    yaw = torch.asin((-m[:, 2, 0]).clamp(-1.0, 1.0))
+    pitch = torch.atan2(m[:, 2, 1], m[:, 2, 2])
+    roll = torch.atan2(m[:, 1, 0], m[:, 0, 0])
+    return tuple((a * 180 / np.pi).to(R.dtype).reshape(-1, 1) for a in (pitch, yaw, roll))
+
+
 def _as_points(x: torch.Tensor) -> torch.Tensor:
     """(B,63) or (B,21,3) -> (B,21,3)."""
     return x.reshape(x.shape[0], -1, 3)
@@ -514,9 +524,10 @@ class KeypointComposer:
         driving: MotionFrames,
         eye_ratio: torch.Tensor | Sequence[float] | None = None,
         lip_ratio: torch.Tensor | Sequence[float] | None = None,
+        eye_delta: torch.Tensor | None = None,
     ) -> DrivenKeypoints:
         """Driving keypoints for N frames. ``eye_ratio`` (N,) / ``lip_ratio`` (N,) are the driving eye/lip openness,
-        only read when eye/lip retargeting is on."""
+        only read when eye/lip retargeting is on; ``eye_delta`` (N,21,3) (blinks) is added before stitching."""
         o = self.options
         composed = self._compose(driving)
         x = composed.x_d
@@ -535,6 +546,7 @@ class KeypointComposer:
                 c_d = torch.as_tensor(lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 lip_delta = lip_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
             x = apply_retargeting(x_s if o.relative_motion else x, eye_delta, lip_delta)
+        x = apply_retargeting(x, eye_delta)
         x_pre = x
         stitch_delta = None
         if o.stitching:

@@ -27,6 +27,8 @@ from .errors import AudioInputError, FaceInputError
 from .face.pasteback import PasteBack
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
 from .keypoints import KeypointComposer, KeypointOptions, MotionFrames, keypoint_info_from_heads
+from .motion.blinks import blink_delta
+from .motion.edit import lips_absolute, reference_frame
 from .motion.sampler import SamplingOptions, audio_model_fingerprint, encode_windows, generate_motion, plan_windows
 from .motion.sequence import MotionSequence
 from .progress import Progress, ensure_progress
@@ -234,17 +236,28 @@ def compute_target_keypoints(
     if needs_net and models.stitching is None:
         raise FaceInputError("compute keypoints: stitching / lip normalisation need the stitching network; load "
                              "stitching_retargeting_module or turn them off.")
+    if options.lip_absolute and not lips_absolute(motion):
+        options = replace(options, lip_absolute=False)  # video / template lips: LivePortrait's relative composition
     lip = None if appearance.lip_ratio is None else appearance.lip_ratio.to(dev)
     eye = None if appearance.eye_ratio is None else appearance.eye_ratio.to(dev)
+    blinks = motion.eye_open is not None and eye is not None
+    if blinks and models.stitching is None:
+        raise FaceInputError("compute keypoints: the motion has blinks / eye openness, which need the stitching and "
+                             "retargeting network; load stitching_retargeting_module or remove the blinks.")
     composer = KeypointComposer(
-        source=appearance.info.to(dev), reference=_to(motion_frames(motion, 0, 1), dev), options=options,
+        source=appearance.info.to(dev), reference=_to(reference_frame(motion), dev), options=options,
         retargeting=models.stitching, source_lip_ratio=lip, source_eye_ratio=eye,
     )
     n = motion.n_frames
     out = []
     for start in range(0, n, KEYPOINT_CHUNK):
         progress.check_cancel()
-        out.append(composer(_to(motion_frames(motion, start, start + KEYPOINT_CHUNK), dev)).x_d.float().cpu())
+        eye_delta = None
+        if blinks:
+            eye_open = motion.eye_open[start : start + KEYPOINT_CHUNK].to(dev, torch.float32)
+            eye_delta = blink_delta(models.stitching, composer.x_s, eye, eye_open)
+        frames = _to(motion_frames(motion, start, start + KEYPOINT_CHUNK), dev)
+        out.append(composer(frames, eye_delta=eye_delta).x_d.float().cpu())
         progress.update(min(start + KEYPOINT_CHUNK, n), n)
     return TargetKeypoints(x_d=torch.cat(out), x_s=composer.x_s.float().cpu(), options=options, fps=motion.fps,
                            mode=appearance.mode)

@@ -161,7 +161,7 @@ def _plain_args(args: Any, path: pathlib.Path) -> dict[str, Any]:
 # Motion template
 
 
-def _numpy_globals() -> dict[tuple[str, str], Any]:
+def numpy_pickle_globals() -> dict[tuple[str, str], Any]:
     """The only callables a template pickle may name: numpy's array/scalar rebuilders under their numpy 1 and 2
     module paths (taken from numpy's own reducers, so no deprecated module is imported) and builtin containers."""
     reconstruct = np.ndarray((0,), np.float32).__reduce__()[0]
@@ -200,28 +200,46 @@ class _RefusedGlobal(CheckpointError):
         self.global_name = global_name
 
 
-class _TemplateUnpickler(pickle.Unpickler):
-    """Rebuilds numpy arrays and containers; any other global is refused before it can be called."""
+class NumpyUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and containers; any other global is refused before it can be called.
 
-    _allowed = _numpy_globals()
+    Subclasses say what the file should have been: ``refusal`` builds the error for a refused global,
+    ``torch_file`` the one for a PyTorch file (persistent ids) given where a plain pickle belongs.
+    """
+
+    _allowed = numpy_pickle_globals()
 
     def __init__(self, file: Any, source: str) -> None:
         super().__init__(file)
         self._source = source
 
+    def refusal(self, global_name: str) -> CheckpointError:
+        raise NotImplementedError
+
+    def torch_file(self) -> CheckpointError:
+        raise NotImplementedError
+
     def find_class(self, module: str, name: str) -> Any:
         try:
             return self._allowed[(module, name)]
         except KeyError:
-            raise _RefusedGlobal(
-                f"motion template {self._source}: refused to unpickle it, it names the global {module}.{name}, "
-                "and a template holds only numpy arrays (unpickling other objects can run code). Use JoyVASA's "
-                f"motion_template/{TEMPLATE_FILE}.",
-                f"{module}.{name}",
-            ) from None
+            raise self.refusal(f"{module}.{name}") from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise CheckpointError(
+        raise self.torch_file()
+
+
+class _TemplateUnpickler(NumpyUnpickler):
+    def refusal(self, global_name: str) -> CheckpointError:
+        return _RefusedGlobal(
+            f"motion template {self._source}: refused to unpickle it, it names the global {global_name}, "
+            "and a template holds only numpy arrays (unpickling other objects can run code). Use JoyVASA's "
+            f"motion_template/{TEMPLATE_FILE}.",
+            global_name,
+        )
+
+    def torch_file(self) -> CheckpointError:
+        return CheckpointError(
             f"motion template {self._source}: this is a PyTorch file, not {TEMPLATE_FILE}. Put it in the motion "
             "generator slot if it is the JoyVASA checkpoint."
         )

@@ -24,6 +24,7 @@ from .template import POSE_SLICE, MotionTemplate, split_pose
 FILE_FORMAT = "joyvasa_motion"
 FILE_VERSION = 1
 FRAME_FIELDS = ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R")
+OPTIONAL_FIELDS = ("eye_open",)  # per-frame tracks only some motions carry (None otherwise)
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,10 +43,12 @@ class MotionSequence:
     fps: int = 25
     seed: int | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    eye_open: torch.Tensor | None = None  # (N,1) eye openness, 1 = the source face's own, 0 = closed (blinks)
 
     def __post_init__(self) -> None:
         n = self.coef.shape[0]
-        bad = {k: tuple(getattr(self, k).shape) for k in FRAME_FIELDS if getattr(self, k).shape[0] != n}
+        present = [k for k in FRAME_FIELDS + OPTIONAL_FIELDS if getattr(self, k) is not None]
+        bad = {k: tuple(getattr(self, k).shape) for k in present if getattr(self, k).shape[0] != n}
         if bad:
             raise ValueError(f"MotionSequence: every field must have {n} frames, got {bad}")
 
@@ -118,7 +121,8 @@ class MotionSequence:
         """Safetensors with the frame tensors and a ``json`` metadata entry (fps, seed, settings)."""
         meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "fps": self.fps, "seed": self.seed}
         meta["settings"] = self.settings
-        tensors = {k: getattr(self, k).detach().to("cpu").contiguous() for k in FRAME_FIELDS}
+        present = [k for k in FRAME_FIELDS + OPTIONAL_FIELDS if getattr(self, k) is not None]
+        tensors = {k: getattr(self, k).detach().to("cpu").contiguous() for k in present}
         save_file(tensors, str(path), metadata={"json": json.dumps(meta)})
 
     @classmethod
@@ -144,4 +148,5 @@ class MotionSequence:
             raise CheckpointError(f"motion file: {path} lacks tensors {missing}; re-save the motion")
         known = {f.name for f in fields(cls)}
         extra = {k: meta[k] for k in ("fps", "seed", "settings") if k in known and k in meta}
-        return cls(**{k: tensors[k] for k in FRAME_FIELDS}, **extra)
+        optional = {k: tensors[k] for k in OPTIONAL_FIELDS if k in tensors}
+        return cls(**{k: tensors[k] for k in FRAME_FIELDS}, **optional, **extra)

@@ -1,0 +1,123 @@
+"""Blinks: the eye-openness track follows the seeded schedule at the asked rate, nothing else in the motion changes,
+the modes and the detector behave, and the eye-retargeting network turns the track into eye-keypoint offsets."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from fixture_support import load_fixture
+from model_folders import LP_SMALL, write_liveportrait
+from test_motion_edit import sampled_motion
+
+from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
+from joyvasa_core.keypoints import EYE_KEYPOINTS, KeypointOptions
+from joyvasa_core.models import load_liveportrait
+from joyvasa_core.motion.blinks import (
+    BlinkOptions,
+    apply_blinks,
+    blink_delta,
+    blink_times,
+    closure_curve,
+    has_blinks,
+)
+from joyvasa_core.motion.edit import fit_length
+from joyvasa_core.motion.sequence import FRAME_FIELDS
+from joyvasa_core.pipeline import compute_target_keypoints, extract_appearance
+
+NON_EYE = [k for k in range(21) if k not in EYE_KEYPOINTS]
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return sampled_motion()
+
+
+def _runs(closed: np.ndarray) -> list[tuple[int, int]]:
+    edges = np.diff(np.concatenate([[0], closed.astype(int), [0]]))
+    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+
+
+def test_schedule_rate_and_seed_are_honoured(speech):
+    minutes = 4
+    long = fit_length(speech, 25 * 60 * minutes, "loop")
+    opts = BlinkOptions(rate=15, duration=0.3, seed=7)
+    out = apply_blinks(long, opts)
+    track = out.eye_open.reshape(-1).numpy()
+    starts = blink_times(long.n_frames, 25, 15, 0.3, 7)
+    assert np.allclose(track, 1 - closure_curve(long.n_frames, 25, starts, 0.3), atol=1e-7)
+    runs = _runs(track < 0.5)
+    assert len(runs) == len(starts)
+    assert abs(len(runs) - 15 * minutes) <= 0.15 * 15 * minutes, f"{len(runs)} blinks in {minutes} min at 15/min"
+    for (a, b), s in zip(runs, starts, strict=True):
+        assert a / 25 >= s and b / 25 <= s + 0.3 + 1 / 25, "each closure lies inside its scheduled blink"
+        assert track[a:b].min() < 0.05, "the eyes shut"
+    assert np.all(np.diff(starts) > 0.3), "blinks never overlap"
+    fast = apply_blinks(long, replace(opts, rate=40))
+    assert len(_runs(fast.eye_open.reshape(-1).numpy() < 0.5)) > 2 * len(runs)
+    again = apply_blinks(long, opts)
+    other = apply_blinks(long, replace(opts, seed=8))
+    assert torch.equal(again.eye_open, out.eye_open) and not torch.equal(other.eye_open, out.eye_open)
+    for name in FRAME_FIELDS:
+        assert torch.equal(getattr(out, name), getattr(long, name)), f"blinks changed {name}"
+
+
+def test_modes_openness_and_detection(speech):
+    assert apply_blinks(speech, BlinkOptions(mode="off")) is speech
+    assert not has_blinks(speech), "the fixture motion holds no eye closure"
+    wide = apply_blinks(speech, BlinkOptions(mode="off", openness=1.2))
+    assert torch.equal(wide.eye_open, torch.full((speech.n_frames, 1), 1.2))
+    blinking = apply_blinks(speech, BlinkOptions(rate=60, seed=1))
+    assert has_blinks(blinking)
+    assert apply_blinks(blinking, BlinkOptions(mode="if_none", rate=60, seed=2)) is blinking
+    assert apply_blinks(speech, BlinkOptions(mode="if_none", rate=60, seed=1)).eye_open.equal(blinking.eye_open)
+    # Without a track, a short collapse of the eye keypoints' vertical spread is a blink; a long one is not.
+    exp = speech.exp.clone()
+    rows = list(EYE_KEYPOINTS)
+    mean_y = exp[:, rows, 1].mean(dim=1, keepdim=True)
+    shut = exp.clone()
+    shut[50:55, rows, 1] = mean_y[50:55] + 0.1 * (exp[50:55, rows, 1] - mean_y[50:55])
+    assert has_blinks(replace(speech, exp=shut))
+    held = exp.clone()
+    held[20:80, rows, 1] = mean_y[20:80] + 0.1 * (exp[20:80, rows, 1] - mean_y[20:80])
+    assert not has_blinks(replace(speech, exp=held)), "eyes closed for 2.4 s are not a blink"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        BlinkOptions(mode="sometimes")
+
+
+@pytest.fixture(scope="module")
+def lp_models(tmp_path_factory):
+    return load_liveportrait(write_liveportrait(tmp_path_factory.mktemp("models")), "human", device="cpu")
+
+
+def test_blinks_move_only_the_eyes_through_the_retargeting_network(lp_models, speech):
+    fx = load_fixture(LP_SMALL)
+    ref = prepare_reference(fx["src.img256"].numpy(), None, ReferenceOptions(mode="human", crop="whole"))
+    eye_ratio = fx["S.in.eye_ratio"][:1, :2]
+    appearance = replace(extract_appearance(lp_models, ref), eye_ratio=eye_ratio)
+    motion = apply_blinks(speech, BlinkOptions(rate=40, seed=3))
+    closed = motion.eye_open.reshape(-1) < 1
+    assert 0 < int(closed.sum()) < motion.n_frames
+    plain_opts = KeypointOptions(stitching=False, normalize_lip=False)
+    plain = compute_target_keypoints(lp_models, appearance, speech, plain_opts).x_d
+    blink = compute_target_keypoints(lp_models, appearance, motion, plain_opts).x_d
+    assert torch.equal(blink[~closed], plain[~closed]), "open frames are untouched"
+    assert torch.equal(blink[:, NON_EYE], plain[:, NON_EYE]), "only the eye keypoints move"
+    delta = blink_delta(lp_models.stitching, appearance.x_s, eye_ratio, motion.eye_open)
+    assert torch.allclose(blink - plain, delta, atol=1e-6)
+    assert float(delta[closed][:, list(EYE_KEYPOINTS)].abs().max()) > 1e-3
+    # The delta is the eye MLP's own: R_eye(x_s, [c_l, c_r, c]) - R_eye(x_s, [c_l, c_r, c_s]).
+    i = int(torch.nonzero(closed)[0])
+    c_s = float(eye_ratio.mean())
+    c = float(motion.eye_open[i]) * c_s
+    x = appearance.x_s.reshape(1, -1)
+    net = lp_models.stitching
+    want = (net.eye(x, torch.tensor([[*eye_ratio[0].tolist(), c]])) - net.eye(x, torch.tensor(
+        [[*eye_ratio[0].tolist(), c_s]]))).reshape(21, 3)
+    assert torch.allclose(delta[i, list(EYE_KEYPOINTS)], want[list(EYE_KEYPOINTS)], atol=1e-6)
+    # With stitching (the web preset) open frames still match exactly.
+    web = KeypointOptions.gradio_default()
+    assert torch.equal(compute_target_keypoints(lp_models, appearance, motion, web).x_d[~closed],
+                       compute_target_keypoints(lp_models, appearance, speech, web).x_d[~closed])
