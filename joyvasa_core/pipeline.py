@@ -24,11 +24,12 @@ import torch
 
 from .audio.io import load_audio
 from .errors import AudioInputError, FaceInputError
+from .face.driving import driving_crops
 from .face.pasteback import PasteBack
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
-from .keypoints import KeypointComposer, KeypointOptions, MotionFrames, keypoint_info_from_heads
+from .keypoints import KeypointComposer, KeypointInfo, KeypointOptions, MotionFrames, keypoint_info_from_heads
 from .motion.blinks import blink_delta
-from .motion.edit import lips_absolute, reference_frame
+from .motion.edit import lips_absolute, motion_from_pose, reference_frame
 from .motion.sampler import SamplingOptions, audio_model_fingerprint, encode_windows, generate_motion, plan_windows
 from .motion.sequence import MotionSequence
 from .progress import Progress, ensure_progress
@@ -208,6 +209,42 @@ def sample_motion(
         features = audio.features
     return generate_motion(motion_model.generator, audio.waveform, motion_model.template, options, progress=progress,
                            window_features=features)
+
+
+@torch.no_grad()
+def extract_motion(
+    models: LivePortraitModels, crops256: np.ndarray, batch_size: int = 16, progress: Progress | None = None,
+) -> KeypointInfo:
+    """The motion extractor M on (N, 256, 256, 3) uint8 crops, ``batch_size`` at a time: one KeypointInfo of N."""
+    progress = ensure_progress(progress)
+    if batch_size < 1:
+        raise ValueError(f"motion from video: batch_size must be >= 1, got {batch_size}")
+    n = len(crops256)
+    parts = []
+    for lo in range(0, n, batch_size):
+        progress.check_cancel()
+        with models.autocast():
+            heads = models.motion(_image_tensor(crops256[lo : lo + batch_size], models.device))
+        parts.append(keypoint_info_from_heads(heads).to("cpu"))
+        progress.update(min(lo + batch_size, n), n)
+    return KeypointInfo(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].__dict__})
+
+
+def motion_from_video(
+    models: LivePortraitModels, frames: Any, detector: Any = None, fps: float = 25, crop: bool = True,
+    batch_size: int = 16, progress: Progress | None = None,
+) -> MotionSequence:
+    """MotionFromVideo: crop every frame as LivePortrait's video path does (``face.driving``), run M on the crops and
+    return the motion the sampler's consumers take. Its lips are composed relatively, as LivePortrait composes a
+    driving video (``lips_origin`` "video"); no smoothing, the frame rate is the video's (rounded)."""
+    rate = int(round(float(fps)))
+    if rate < 1:
+        raise ValueError(f"motion from video: fps must be at least 1, got {fps}")
+    crops = driving_crops(frames, detector, crop=crop)
+    info = extract_motion(models, crops.crops256, batch_size, progress)
+    settings = {"source": "video", "lips_origin": "video", "crop": crop, "frames_without_face": list(crops.missing)}
+    return motion_from_pose(exp=info.exp, scale=info.scale, t=info.t, pitch=info.pitch, yaw=info.yaw, roll=info.roll,
+                            R=info.R, fps=rate, settings=settings)
 
 
 def motion_frames(motion: MotionSequence, start: int = 0, stop: int | None = None) -> MotionFrames:
