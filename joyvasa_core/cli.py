@@ -1,22 +1,68 @@
 """Command line: ``python -m joyvasa_core --image portrait.png --audio speech.wav --models models --out talking.mp4``.
 
-User errors (missing or wrong files, no face, silent audio, an existing output) print one line and exit with code 2,
-without a traceback; Ctrl-C stops at once and leaves no partial file (exit 130).
+Every option and file is checked before any model loads (``validate``); user errors (bad options, missing or wrong
+files, no face, silent audio, an existing output) print one line and exit with code 2, without a traceback. Ctrl-C
+(exit 130), SIGTERM (143) and SIGHUP (129) stop the run and remove its partial files; notes (a resized photo, a
+dropped alpha channel, a very short clip) are printed as ``note:`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import secrets
+import signal
 import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from .errors import FaceInputError, JoyVASAError
+from .validate import CLI, MOTION_EXTS, VIDEO_EXTS, Output, check_input_file, check_options, check_outputs
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program is, so every ``with`` and ``finally`` removes its partial files."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_cleanly_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP (what ``timeout``, job schedulers and a closed terminal send) into ``Stopped``."""
+
+    def handler(signum: int, frame: Any) -> None:
+        for sig in STOP_SIGNALS:  # a second signal must not interrupt the clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors as one line, like every other error of this command."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USER_ERROR, f"error: {message}; see --help.\n")
+
+
+def _box(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not x,y,w,h (four numbers, e.g. 120,40,300,300)") from None
 
 
 class TqdmProgress:
@@ -47,7 +93,10 @@ class TqdmProgress:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from .face.select import FACE_ORDERS
+    from .models import DETECTOR_RANGES
+
+    p = OneLineParser(
         prog="python -m joyvasa_core",
         description="Make a portrait (or an animal face) talk from speech: JoyVASA motion + LivePortrait rendering.",
     )
@@ -75,10 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (reference 18) [18]")
     p.add_argument("--detector", choices=("auto", "official", "bundled"), default="auto",
                    help="face detector: official ONNX files when present, else the bundled one [auto]")
+    p.add_argument("--detector-range", choices=DETECTOR_RANGES, default="auto",
+                   help="bundled detector model: short (portraits), full (smaller faces), auto = short, then full "
+                        "when it finds no face [auto]")
+    p.add_argument("--face-index", type=int, default=0, help="which face when the photo holds several [0]")
+    p.add_argument("--face-order", choices=FACE_ORDERS, default="largest", help="order of --face-index [largest]")
+    p.add_argument("--box", type=_box, metavar="X,Y,W,H", help="crop this box (image pixels) instead of detecting")
     p.add_argument("--save-motion", metavar="FILE", help="also save the sampled motion (.safetensors)")
     p.add_argument("--motion", metavar="FILE", help="reuse a saved motion instead of sampling one")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _truncated(data) -> str | None:
+    """The format of an image file cut short (its end marker missing), decided before a decoder prints warnings."""
+    head, tail = bytes(data[:8]), bytes(data[-1024:])
+    if head == PNG_SIGNATURE and b"IEND" not in tail:
+        return "PNG"
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        return "JPEG"
+    return None
 
 
 def read_image(path: str):
@@ -86,13 +154,17 @@ def read_image(path: str):
     import cv2
     import numpy as np
 
-    p = Path(path)
-    if not p.is_file():
-        raise FaceInputError(f"reference image {p}: no such file; check the path.")
+    p = check_input_file("image", path, CLI, "portrait image")
     data = np.fromfile(str(p), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if not data.size:
+        raise FaceInputError(f"--image {p}: the file is empty (0 bytes); give the portrait image.")
+    kind = _truncated(data)
+    if kind:
+        raise FaceInputError(f"--image {p}: the {kind} file is truncated (an interrupted download or copy); save or "
+                             "download it again.")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise FaceInputError(f"reference image {p}: cannot be read as an image (png, jpg, webp, bmp, tiff...).")
+        raise FaceInputError(f"--image {p}: cannot be read as an image (png, jpg, webp, bmp, tiff...).")
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     elif img.ndim == 3 and img.shape[2] == 4:
@@ -100,29 +172,78 @@ def read_image(path: str):
     return img
 
 
+@contextlib.contextmanager
+def _reading(key: str) -> Iterator[None]:
+    """An error met while reading an option's file starts with that option (``--audio: ...``)."""
+    try:
+        yield
+    except JoyVASAError as exc:
+        message = exc.for_cli()
+        if message.startswith("--"):
+            raise
+        raise JoyVASAError(f"{CLI.name(key)}: {message}") from exc
+
+
 def _log(msg: str, quiet: bool = False) -> None:
     if not quiet:
         print(msg, file=sys.stderr, flush=True)
+
+
+def _notes(notes: list[str] | tuple[str, ...]) -> None:
+    """Notes are printed even with --quiet: they say something about the result."""
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr, flush=True)
+
+
+def _frame_size_estimate(image, paste_back: bool) -> tuple[int, int]:
+    """(width, height) of the video before the models load: the photo's (as shrunk for paste-back) or the crop's."""
+    from .face.crop import limited_size
+    from .face.reference import ReferenceOptions
+
+    if not paste_back:
+        return ReferenceOptions.dsize, ReferenceOptions.dsize
+    h, w = limited_size(image.shape[0], image.shape[1], ReferenceOptions.max_dim)
+    return w + w % 2, h + h % 2
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .audio.io import load_audio
-    from .models import load_models
+    from .face.reference import check_image
+    from .models import load_models, resolve_device
     from .motion.sequence import MotionSequence
+    from .partials import remove_stale_partials
     from .pipeline import animate_options, prepare_animation
-    from .video import VideoWriter, check_output_path
+    from .validate import check_free_space, estimate_video_bytes, speech_notes
+    from .video import VideoWriter
 
     t0 = time.perf_counter()
-    out = check_output_path(args.out, args.overwrite)
-    if args.audio is None and args.motion is None:
-        raise JoyVASAError("give --audio (speech to animate), or --motion to reuse a saved motion.")
-    if args.batch_size < 1:
-        raise JoyVASAError(f"--batch-size must be at least 1, got {args.batch_size}.")
-    image = read_image(args.image)
-    wave = load_audio(args.audio) if args.audio else None
-    motion = MotionSequence.load(args.motion) if args.motion else None
+    # 1. Options and files, before anything heavy is read.
+    device = resolve_device(args.device)
+    notes = check_options({**vars(args), "device_type": device.type}, CLI)
+    inputs = {
+        "image": check_input_file("image", args.image, CLI, "portrait image"),
+        "audio": check_input_file("audio", args.audio, CLI, "speech file") if args.audio else None,
+        "motion": check_input_file("motion", args.motion, CLI, "motion file") if args.motion else None,
+    }
+    outputs, more = check_outputs([Output("out", args.out, VIDEO_EXTS, "video container"),
+                                   Output("save_motion", args.save_motion, MOTION_EXTS, "motion file")],
+                                  inputs, args.overwrite, CLI)
+    notes += more
+    out, save_motion = outputs["out"], outputs.get("save_motion")
+    for folder in {p.parent for p in outputs.values()}:
+        remove_stale_partials(folder)
+
+    # 2. The inputs themselves (cheap next to the models): unreadable, blank, silent or too big for the disk.
+    image = read_image(inputs["image"])
+    check_image(image)
+    with _reading("audio"):
+        wave = load_audio(inputs["audio"]) if args.audio else None
+    with _reading("motion"):
+        motion = MotionSequence.load(inputs["motion"]) if args.motion else None
+    if wave is not None:
+        notes += speech_notes(wave.shape[-1] / 16000, CLI)
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     sampling: dict[str, Any] = {"seed": seed, "scheduler": args.sampler}
@@ -130,18 +251,34 @@ def run(args: argparse.Namespace) -> int:
         sampling["cfg_scale"] = args.cfg_scale
     if args.steps is not None:
         sampling["num_steps"] = args.steps
+    reference: dict[str, Any] = {"face_index": args.face_index, "face_order": args.face_order}
+    if args.box is not None:
+        x, y, w, h = args.box
+        reference.update(crop="box", box=(x, y, x + w, y + h))
     try:
         options = animate_options(
             preset=args.preset, animal=args.animal, crop=False if args.no_crop else None,
             stitching=False if args.no_stitching else None, paste_back=False if args.no_pasteback else None,
-            batch_size=args.batch_size, sampling=sampling,
+            batch_size=args.batch_size, sampling=sampling, reference=reference,
         )
     except (TypeError, ValueError) as exc:
         raise JoyVASAError(f"options: {exc}") from None
+    n_frames = motion.n_frames if motion is not None else math.floor((wave.shape[-1] + 1920) / 640)
+    pasted = options.paste_back and options.keypoints.stitching and options.reference.crop != "whole"
+    width, height = _frame_size_estimate(image, pasted)
+    seconds = 0.0 if wave is None else wave.shape[-1] / 16000
+    check_free_space("out", out, estimate_video_bytes(n_frames, width, height, args.crf, seconds), CLI)
+    _notes(notes)
 
-    models = load_models(args.models, animal=args.animal, device=args.device, dtype=args.dtype,
-                         detector=args.detector, need_motion=motion is None,
-                         need_detector=options.reference.crop != "whole" or options.keypoints.normalize_lip)
+    # 3. The models, then the checks that need them.
+    with _reading("models"):
+        models = load_models(args.models, animal=args.animal, device=device, dtype=args.dtype,
+                             detector=args.detector, need_motion=motion is None, detector_range=args.detector_range,
+                             need_detector=options.reference.crop not in ("whole", "box")
+                             or options.keypoints.normalize_lip)
+    if models.motion is not None:
+        check_options({"sampler": args.sampler, "steps": args.steps,
+                       "checkpoint_steps": models.motion.generator.config.n_diff_steps}, CLI)
     lp = models.liveportrait
     _log(f"models: {lp!r}" + (f", {models.motion!r}" if models.motion else "")
          + (f", detector {getattr(models.detector, 'name', 'none')}" if models.detector else ""), args.quiet)
@@ -153,14 +290,15 @@ def run(args: argparse.Namespace) -> int:
                                     progress=motion_bar)
     finally:
         motion_bar.close()
+    _notes(job.reference[0].notes)
     if motion is None:
         _log(f"motion: {job.motion!r}", args.quiet)
     elif job.audio is not None and job.audio.n_frames != job.motion.n_frames:
-        _log(f"note: the reused motion has {job.motion.n_frames} frames, the speech needs {job.audio.n_frames}; "
-             "the video follows the motion.", args.quiet)
-    if args.save_motion:
-        job.motion.save(args.save_motion)
-        _log(f"motion saved to {args.save_motion}", args.quiet)
+        _notes([f"the reused motion has {job.motion.n_frames} frames, the speech needs {job.audio.n_frames}; "
+                "the video follows the motion."])
+    if save_motion is not None:
+        job.motion.save(save_motion)
+        _log(f"motion saved to {save_motion}", args.quiet)
 
     w, h = job.frame_size(lp)
     _log(f"rendering {job.n_frames} frames {w}x{h} on {lp.device} (batch {options.batch_size})", args.quiet)
@@ -180,12 +318,17 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        with stop_cleanly_on_signals():
+            return run(args)
     except JoyVASAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.for_cli()}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except Stopped as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"\nstopped by {name}; no video was written.", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
-        print("\ncancelled; no output was written.", file=sys.stderr)
+        print("\ncancelled; no video was written.", file=sys.stderr)
         return EXIT_CANCELLED
 
 

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 
 class JoyVASAError(Exception):
-    """Base class of every error this library raises on purpose."""
+    """Base class of every error this library raises on purpose.
+
+    ``cli`` is the same message in the command line's words (its flags instead of node widget names), for errors
+    whose fix names an option; the command line prints it, the nodes print the plain message.
+    """
+
+    def __init__(self, *args: object, cli: str | None = None) -> None:
+        super().__init__(*args)
+        self.cli = cli
+
+    def for_cli(self) -> str:
+        return self.cli if self.cli is not None else str(self)
 
 
 class CheckpointError(JoyVASAError, ValueError):
@@ -17,6 +28,10 @@ class AudioInputError(JoyVASAError, ValueError):
 
 class FaceInputError(JoyVASAError, ValueError):
     """The reference image has no usable face, or is not an image the cropper can read."""
+
+
+class OptionError(JoyVASAError, ValueError):
+    """An option is out of range, contradicts another option, or names a file that must not be written."""
 
 
 class Cancelled(JoyVASAError):

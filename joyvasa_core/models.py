@@ -352,10 +352,27 @@ def official_detector_dirs(root: str | os.PathLike) -> tuple[Path, Path] | None:
     return None
 
 
-def load_face_detector(root: str | os.PathLike | None, device: str | torch.device = "auto", prefer: str = "auto"):
-    """The official ONNX detector when its files are under ``root`` (``prefer='auto'``), else the bundled one."""
-    from .face.detectors.bundled import BundledFaceDetector
+DETECTOR_RANGES = ("auto", "short", "full")
 
+
+def bundled_face_detector(range: str = "auto", device: str | torch.device = "cpu"):
+    """The bundled detector: ``short`` (portraits), ``full`` (smaller faces), or ``auto`` = short range, then full
+    range when the short one finds no face (built only then)."""
+    from .face.detectors.bundled import BundledFaceDetector
+    from .face.detectors.fallback import FallbackDetector
+
+    if range not in DETECTOR_RANGES:
+        raise CheckpointError(f"face detector range {range!r} is unknown; use one of {', '.join(DETECTOR_RANGES)}.")
+    if range != "auto":
+        return BundledFaceDetector(range=range, device=device)
+    return FallbackDetector([BundledFaceDetector(range="short", device=device),
+                             lambda: BundledFaceDetector(range="full", device=device)], ["short-range", "full-range"])
+
+
+def load_face_detector(root: str | os.PathLike | None, device: str | torch.device = "auto", prefer: str = "auto",
+                       range: str = "auto"):
+    """The official ONNX detector when its files are under ``root`` (``prefer='auto'``), else the bundled one
+    (``range``: see ``bundled_face_detector``)."""
     if prefer not in ("auto", "official", "bundled"):
         raise CheckpointError(f"face detector {prefer!r} is unknown; use auto, official or bundled.")
     dev = resolve_device(device)
@@ -370,7 +387,7 @@ def load_face_detector(root: str | os.PathLike | None, device: str | torch.devic
                 f"official face detector: det_10g.onnx and 2d106det.onnx in insightface/models/buffalo_l/ and "
                 f"landmark.onnx in liveportrait/ were not all found under {root}; place them or use the bundled one."
             )
-    return BundledFaceDetector(device=dev)
+    return bundled_face_detector(range, dev)
 
 
 @dataclass(frozen=True, eq=False)
@@ -390,11 +407,12 @@ def load_models(
     detector: str = "auto",
     need_motion: bool = True,
     need_detector: bool = True,
+    detector_range: str = "auto",
 ) -> ModelSet:
     """The command line's loader: LivePortrait (human or animal), JoyVASA (unless a motion is reused) and a
     detector (humans only; animals are not cropped by default)."""
     dev = resolve_device(device)
     lp = load_liveportrait(root, "animal" if animal else "human", dev, dtype)
     motion = load_motion_model(root, dev) if need_motion else None
-    det = load_face_detector(root, dev, detector) if need_detector and not animal else None
+    det = load_face_detector(root, dev, detector, detector_range) if need_detector and not animal else None
     return ModelSet(liveportrait=lp, motion=motion, detector=det)

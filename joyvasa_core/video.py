@@ -2,14 +2,15 @@
 
 The reference writes frames with ffmpeg at crf 18 and muxes the original, un-padded speech (joyvasa.md 5.8); the
 same is done here in one pass without a temporary video and without an ffmpeg binary. The file is written under a
-hidden temporary name in the target folder and renamed only when complete, so a failed or cancelled run never leaves
-a broken file and never replaces the user's existing output (unless ``overwrite``).
+hidden partial name in the target folder (``partials``) and renamed only when complete, so a failed or cancelled run
+never leaves a broken file and never replaces the user's existing output (unless ``overwrite``); a full disk is one
+clear error.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -18,24 +19,20 @@ import numpy as np
 import torch
 
 from .errors import JoyVASAError
+from .partials import partial_path, remove_stale_partials
+from .validate import VIDEO_EXTS, Output, check_outputs
 
 
 class OutputFileError(JoyVASAError, OSError):
-    """The output path cannot be written (exists without overwrite, folder missing, not writable)."""
+    """The output cannot be written (exists without overwrite, folder missing, disk full...)."""
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate the output path before any work is done: a clear error now beats one after minutes of rendering."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise OutputFileError(f"output {p}: this is a folder; give a file name such as {p / 'talking.mp4'}.")
-    if p.exists() and not overwrite:
-        raise OutputFileError(f"output {p} already exists; choose another name or pass --overwrite to replace it.")
-    if not p.parent.is_dir():
-        raise OutputFileError(f"output {p}: the folder {p.parent} does not exist; create it first.")
-    if not os.access(p.parent, os.W_OK):
-        raise OutputFileError(f"output {p}: the folder {p.parent} is not writable.")
-    return p
+DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _disk_full(path: Path, exc: OSError) -> OutputFileError:
+    return OutputFileError(f"--out {path}: the disk filled up while writing the video ({exc.strerror or exc}); "
+                           "nothing was saved. Free some space or write to another disk.")
 
 
 def _to_uint8_frames(frames: Any) -> np.ndarray:
@@ -81,7 +78,7 @@ class VideoWriter:
         preset: str = "medium",
         audio_bitrate: int = 128_000,
     ) -> None:
-        self.path = check_output_path(path, overwrite)
+        self.path = check_outputs([Output("out", path, VIDEO_EXTS, "video container")], {}, overwrite)[0]["out"]
         self.overwrite = overwrite
         self.fps = int(fps)
         self.crf = int(crf)
@@ -94,7 +91,9 @@ class VideoWriter:
             wave = np.clip(wave.astype(np.float32).reshape(-1), -1.0, 1.0)
         self._audio = wave
         self._audio_pos = 0
-        self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial{self.path.suffix or '.mp4'}")
+        remove_stale_partials(self.path.parent)
+        self.tmp = partial_path(self.path)
+        self.tmp.touch()  # the muxer creates its file only with the first packet; the name is ours from now on
         self._container = None
         self._video = None
         self._astream = None
@@ -134,6 +133,14 @@ class VideoWriter:
 
     def write(self, frames: Any) -> None:
         """Append (N, H, W, 3) frames (uint8, or float in [0, 1]); every chunk must have the first chunk's size."""
+        try:
+            self._write(frames)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise _disk_full(self.path, exc) from None
+            raise
+
+    def _write(self, frames: Any) -> None:
         import av
 
         arr = _even(_to_uint8_frames(frames))
@@ -169,8 +176,10 @@ class VideoWriter:
                 raise OutputFileError(f"output {self.path} appeared while rendering; the result was not saved over "
                                       "it. Pass --overwrite or choose another name.")
             os.replace(self.tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise _disk_full(self.path, exc) from None
             raise
         return self.path
 

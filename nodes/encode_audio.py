@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..joyvasa_core.pipeline import encode_audio
+from ..joyvasa_core.validate import NODE, speech_notes
 from .errors import node_errors
 from .progress import ComfyProgress
+
+DISPLAY = "JoyVASA Encode Audio"
+log = logging.getLogger(__name__)
 
 
 class JoyVASAEncodeAudio:
@@ -25,5 +31,8 @@ class JoyVASAEncodeAudio:
         }
 
     def encode(self, audio, motion_model=None):
-        with node_errors("JoyVASA Encode Audio"):
-            return (encode_audio(audio, motion_model, progress=ComfyProgress()),)
+        with node_errors(DISPLAY):
+            features = encode_audio(audio, motion_model, progress=ComfyProgress())
+            for note in speech_notes(features.duration, NODE):
+                log.info("%s: note: %s", DISPLAY, note)
+            return (features,)

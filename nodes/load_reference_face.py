@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
-from ..joyvasa_core.face.detectors.bundled import BundledFaceDetector
 from ..joyvasa_core.face.reference import ReferenceOptions
 from ..joyvasa_core.face.select import FACE_ORDERS
+from ..joyvasa_core.models import bundled_face_detector
 from ..joyvasa_core.pipeline import load_reference_face
 from .errors import node_errors
 
 DISPLAY = "JoyVASA Load Reference Face"
+log = logging.getLogger(__name__)
 CROPS = ["auto", "face", "mask", "whole"]
 ALPHA = ["drop", "white", "black"]
 
@@ -21,7 +24,7 @@ class JoyVASALoadReferenceFace:
         "Finds the face in the portrait and crops it the way LivePortrait was trained (scale 2.3, shifted up, "
         "rotated upright). crop: auto = a connected non-empty mask's box, else the detected face for humans and the "
         "whole image for animals; whole = no crop (the reference command line). Without a detector the bundled "
-        "short-range one is used."
+        "short-range one is used, then the full-range one if it finds no face."
     )
     CATEGORY = "JoyVASA/face"
     FUNCTION = "prepare"
@@ -65,8 +68,10 @@ class JoyVASALoadReferenceFace:
             )
             detector = face_detector
             if detector is None and mode == "human" and crop in ("auto", "face") and mask_np is None:
-                detector = BundledFaceDetector(range="short")
+                detector = bundled_face_detector("auto")
             reference = load_reference_face(image, detector, options)
+            for note in sorted({n for f in reference.faces for n in f.notes}):
+                log.info("%s: note: %s", DISPLAY, note)
             preview = torch.from_numpy(np.stack([f.crop.crop512 for f in reference.faces])).float().div(255)
             return (reference, preview)
 

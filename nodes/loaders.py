@@ -7,8 +7,8 @@ import comfy.model_management
 
 from ..joyvasa_core.checkpoints.joyvasa import MOTION_FILE, TEMPLATE_FILE
 from ..joyvasa_core.errors import CheckpointError
-from ..joyvasa_core.face.detectors.bundled import BundledFaceDetector
 from ..joyvasa_core.models import (
+    bundled_face_detector,
     find_liveportrait_files,
     load_face_detector,
     load_liveportrait,
@@ -122,7 +122,7 @@ class JoyVASAFaceDetectorLoader:
         "ported to PyTorch, shipped with the pack; short range for portraits, full range for smaller faces). "
         f"{OFFICIAL_DETECTOR} is LivePortrait's own (InsightFace det_10g.onnx + 2d106det.onnx in "
         "models/insightface/models/buffalo_l/, landmark.onnx in models/liveportrait/), listed when installed. auto "
-        "takes the official one when installed, else bundled short range."
+        "takes the official one when installed, else bundled short range, then full range if it finds no face."
     )
     CATEGORY = "JoyVASA/loaders"
     FUNCTION = "load"
@@ -147,7 +147,7 @@ class JoyVASAFaceDetectorLoader:
         with node_errors("JoyVASA Face Detector Loader"):
             dev = comfy_device(device)
             if detector.startswith("bundled_"):
-                return (BundledFaceDetector(range="full" if detector.endswith("full_range") else "short", device=dev),)
+                return (bundled_face_detector("full" if detector.endswith("full_range") else "short", dev),)
             root = _official_root()
             if detector == OFFICIAL_DETECTOR and root is None:
                 raise CheckpointError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..joyvasa_core.motion.sampler import SCHEDULERS, SamplingOptions
 from ..joyvasa_core.motion.smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
 from ..joyvasa_core.pipeline import encode_audio, sample_motion
+from ..joyvasa_core.validate import validate_inputs
 from .errors import node_errors
 from .progress import ComfyProgress
 
@@ -45,6 +46,12 @@ class JoyVASASampleMotion:
                                      "silence adds, so lips lead the sound by nothing (the reference keeps them)."}),
             }
         }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, seed, cfg_scale, sampler, steps):
+        """The shared option checks, before the prompt runs (a linked input arrives as None and is skipped)."""
+        return validate_inputs({"seed": seed, "cfg_scale": cfg_scale, "sampler": sampler,
+                                "steps": steps if sampler == "ddim" else None})
 
     def sample(self, motion_model, audio_features, seed, cfg_scale, sampler, steps, smoothing, smoothing_alpha,
                leading_silence, lag_compensation):

@@ -22,6 +22,7 @@ from model_folders import write_joyvasa, write_liveportrait
 
 from joyvasa_core import cli
 from joyvasa_core.motion.sequence import MotionSequence
+from joyvasa_core.partials import TAG
 from joyvasa_core.video import VideoWriter
 
 CLIP_SECONDS = 0.3  # of the fixture speech: 10 frames keep four CLI runs well under a minute on 2 cores
@@ -103,7 +104,7 @@ def test_cli_web_preset_writes_h264_with_speech(job, web_run):
     frames = video_frames(web_run["out"]).astype(np.int16)
     photo = cv2.cvtColor(cv2.imread(str(job["image"])), cv2.COLOR_BGR2RGB).astype(np.int16)
     assert np.abs(frames[:, -16:, :16] - photo[-16:, :16]).mean() < 4
-    assert [p.name for p in job["root"].iterdir() if ".partial" in p.name] == []
+    assert [p.name for p in job["root"].iterdir() if TAG in p.name] == []
 
 
 def test_cli_reused_motion_gives_identical_frames(job, web_run):
@@ -134,7 +135,7 @@ def test_cli_bad_image_exits_2_and_keeps_the_existing_output(job):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "all black" in lines[0]
     assert "Traceback" not in res.stderr
     assert out.read_bytes() == b"the user's earlier video"
-    assert [p.name for p in job["root"].iterdir() if ".partial" in p.name] == []
+    assert [p.name for p in job["root"].iterdir() if TAG in p.name] == []
 
 
 def _main(capsys, *args) -> tuple[int, str]:

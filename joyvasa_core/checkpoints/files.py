@@ -110,12 +110,11 @@ _PLAIN_PICKLE_FIX = "Use the released .pth or .safetensors weight file."
 
 
 def _short_reason(exc: BaseException) -> str:
-    """The informative line of torch's long weights-only messages."""
+    """The informative sentence of torch's long messages (the rest explains corruption in general)."""
     text = str(exc)
     if "WeightsUnpickler error:" in text:
-        tail = text.split("WeightsUnpickler error:", 1)[1].strip()
-        return tail.split("\n")[0].strip() or "unsupported pickle content"
-    return text.split("\n")[0]
+        text = text.split("WeightsUnpickler error:", 1)[1].strip() or "unsupported pickle content"
+    return text.split("\n")[0].split(". ")[0].strip().rstrip(".")
 
 
 def _read_pickle(path: pathlib.Path, fmt: str, allowed_globals: Iterable[Any]) -> Any:

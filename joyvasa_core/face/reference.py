@@ -173,8 +173,15 @@ def _check_content(img: np.ndarray, what: str, min_size: int) -> None:
     if hi - lo <= 2:
         kind = "all black" if hi <= 2 else "all white" if lo >= 253 else f"a single flat colour (value {lo})"
         raise FaceInputError(
-            f"{what}: the image is {kind}, there is nothing to animate; check the loader or the upstream node."
+            f"{what}: the image is {kind}, there is nothing to animate; check the loader or the upstream node.",
+            cli=f"{what}: the image is {kind}, there is nothing to animate; check the --image file.",
         )
+
+
+def check_image(image, what: str = "reference image", alpha: str = "drop", min_size: int = 32) -> None:
+    """The checks that need only the pixels (layout, size, blank content), to run before any model loads."""
+    rgb, _ = to_rgb_uint8(image, what, alpha)
+    _check_content(rgb, what, min_size)
 
 
 def _bbox_of_mask(mask: np.ndarray, what: str) -> tuple[float, float, float, float]:
@@ -227,7 +234,9 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
             if not (x1 > x0 and y1 > y0) or x1 <= 0 or y1 <= 0 or x0 >= in_w or y0 >= in_h:
                 raise FaceInputError(
                     f"{what}: the box {list(opts.box)} is empty or outside the {in_w}x{in_h} image; "
-                    "give (x0, y0, x1, y1) with x0 < x1, y0 < y1 inside the image."
+                    "give (x0, y0, x1, y1) with x0 < x1, y0 < y1 inside the image.",
+                    cli=f"--box {x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g}: the box is outside the {in_w}x{in_h} image; "
+                        "give x,y,w,h of the face inside it.",
                 )
         else:
             if mask is None:
@@ -259,10 +268,12 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
             )
         faces = detector.detect(img)
         if not faces:
+            found_by = f"no face found by the {getattr(detector, 'name', 'face')} detector"
             raise FaceInputError(
-                f"{what}: no face found by the {getattr(detector, 'name', 'face')} detector. Use a clearer, "
-                "front-facing photo, or draw a box around the face (crop 'box'), or animate the whole image "
-                "(crop 'whole'; animals use mode 'animal')."
+                f"{what}: {found_by}. Use a clearer, front-facing photo, or draw a box around the face (crop 'box'), "
+                "or animate the whole image (crop 'whole'; animals use mode 'animal').",
+                cli=f"{what}: {found_by}. Use a clearer, front-facing photo, or give the face's box with --box "
+                    "x,y,w,h, or animate the whole image with --no-crop (animals: --animal).",
             )
         face = select_face(faces, opts.face_index, opts.face_order, (img.shape[1], img.shape[0]), what)
         bw, bh = float(face.box[2] - face.box[0]), float(face.box[3] - face.box[1])
@@ -272,6 +283,8 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
                 "usable 512 crop); use a larger or closer photo."
             )
         crop = crop_face(img, face.landmarks, face.convention, crop_options(opts))
+        if face.extra.get("fallback_note"):
+            notes += (face.extra["fallback_note"],)
     ratios = ratio_pts = ratio_conv = None
     if face is not None:
         if face.extra.get("lmk203") is not None:

@@ -61,8 +61,9 @@ def select_face(
     if n == 0:
         raise FaceInputError(f"face selection: no face found in the {what}.")
     if not -n <= index < n:
+        faces = f"{n} face{'s' if n != 1 else ''} (valid: 0..{n - 1} in order '{order}')"
         raise FaceInputError(
-            f"face selection: face_index {index} asked for, but the {what} has {n} face{'s' if n != 1 else ''} "
-            f"(valid: 0..{n - 1} in order '{order}'). Lower face_index."
+            f"face selection: face_index {index} asked for, but the {what} has {faces}. Lower face_index.",
+            cli=f"--face-index {index}: the {what} has {faces}; give a lower --face-index.",
         )
     return ranked[index]

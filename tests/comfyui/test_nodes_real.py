@@ -295,3 +295,18 @@ def test_file_names_cannot_leave_comfyuis_folders(comfyui, installed):
     assert error["node_type"] == "JoyVASASaveMotion"
     assert error["exception_message"].startswith("JoyVASA Save Motion: filename_prefix '../../escaped/motion' points")
     assert not (comfyui.base.parent / "escaped").exists() and not (comfyui.base / "escaped").exists()
+
+
+def test_bad_sampling_options_are_refused_before_running(comfyui, installed):
+    prompt = _prompt(comfyui)
+    sample_id = _node_id(prompt, "JoyVASASampleMotion")
+    before = _videos(comfyui)
+    for name, value, words in (("seed", -1, "seed -1: out of range"), ("cfg_scale", -0.5, "cfg_scale -0.5: out of "
+                                                                                           "range")):
+        bad = json.loads(json.dumps(prompt))
+        bad[sample_id]["inputs"][name] = value
+        with pytest.raises(PromptRejected) as rejected:
+            comfyui.queue(bad)
+        errors = rejected.value.body["node_errors"][sample_id]["errors"]  # ComfyUI repeats it per checked input
+        assert errors and all(e["type"] == "custom_validation_failed" and words in e["details"] for e in errors)
+    assert _videos(comfyui) == before
