@@ -59,6 +59,8 @@ def job(tmp_path_factory) -> dict[str, Path]:
     (root / "truncated.png").write_bytes(png[: len(png) // 3])
     (root / "portrait.mp4").write_bytes(png)  # a real portrait under a video name: must never be written over
     cv2.imwrite(str(root / "black.png"), np.zeros((256, 256, 3), np.uint8))
+    big = cv2.resize(cv2.imread(str(image)), (1400, 1400), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(root / "big_rgba.png"), np.concatenate([big, np.full_like(big[:, :, :1], 255)], axis=2))
     cv2.imwrite(str(root / "noise.png"), np.random.default_rng(0).integers(0, 256, (320, 320, 3), dtype=np.uint8))
     sf.write(str(root / "silent.wav"), np.zeros(rate, np.int16), rate, subtype="PCM_16")
     (root / "folder").mkdir()
@@ -215,9 +217,9 @@ def test_sighup_inside_the_writer_removes_the_partial(tmp_path):
     assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL
 
 
-def _render_cmd(job, out: Path, motion: str = "motion.safetensors") -> list[str]:
+def _render_cmd(job, out: Path, motion: str = "motion.safetensors", image: str = "portrait.png") -> list[str]:
     """A real run that only renders: a saved motion, the command line preset (no detector), one frame a batch."""
-    return [sys.executable, "-m", "joyvasa_core", "--device", "cpu", "--quiet", "--image", str(job["image"]),
+    return [sys.executable, "-m", "joyvasa_core", "--device", "cpu", "--quiet", "--image", str(job["root"] / image),
             "--motion", str(job["root"] / motion), "--models", str(job["models"]), "--preset", "cli",
             "--batch-size", "1", "--out", str(out), "--overwrite"]
 
@@ -230,7 +232,8 @@ def test_sigterm_stops_a_real_run_and_keeps_the_old_output(tmp_path, job):
     out = tmp_path / "talking.mp4"
     out.write_bytes(b"the user's earlier video")
     partial = None
-    proc = subprocess.Popen(_render_cmd(job, out), cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_render_cmd(job, out, image="big_rgba.png"), cwd=REPO, env=_env(),
+                            stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while partial is None and proc.poll() is None and time.monotonic() < deadline:
@@ -242,7 +245,9 @@ def test_sigterm_stops_a_real_run_and_keeps_the_old_output(tmp_path, job):
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert err.strip().splitlines() == ["stopped by SIGTERM; no video was written."]
+    # What was done to the photo is said as notes (even with --quiet), then the one line of the stop.
+    assert err.strip().splitlines() == ["note: alpha channel dropped", "note: resized 1400x1400 -> 1280x1280 "
+                                        "(max_dim 1280)", "", "stopped by SIGTERM; no video was written."]
     assert sorted(tmp_path.iterdir()) == [out] and out.read_bytes() == b"the user's earlier video"
 
 

@@ -205,3 +205,22 @@ def test_crop_whole_image_pasteback_lands_in_place():
     shifted = PasteBack(cat, np.linalg.inv(naive))(torch.from_numpy(crop.crop512)[None], as_uint8=True)[0].numpy()
     err_naive = np.abs(shifted[inner].astype(np.int32) - cat[inner]).mean()
     assert err < 3.0 and err < err_naive
+
+
+def test_crop_short_range_misses_two_small_faces_full_range_finds_them():
+    """Two portraits side by side (1024x512): the short-range model finds neither, the full-range one both; the
+    default detector falls back to it and says so in a note."""
+    from joyvasa_core.face.detectors.bundled import BundledFaceDetector
+    from joyvasa_core.models import bundled_face_detector
+
+    img = _astronaut()
+    pair = np.concatenate([img, img[:, ::-1]], axis=1)
+    assert BundledFaceDetector(range="short").detect(pair) == []
+    detector = bundled_face_detector("auto")
+    ref = prepare_reference(pair, detector, face_order="right_to_left")
+    assert ref.detector == "mediapipe-full" and ref[0].face.convention == "mp478"
+    assert float(ref[0].face.box[0]) > 512, "right_to_left picks the face in the right half"
+    assert "the short-range face detector found no face; the full-range one found 2, used instead" in ref[0].notes
+    with pytest.raises(FaceInputError, match="no face found by the mediapipe-short and mediapipe-full detector") as err:
+        prepare_reference(np.random.default_rng(0).integers(0, 256, (320, 320, 3), dtype=np.uint8), detector)
+    assert "--box x,y,w,h" in err.value.for_cli() and "crop 'box'" in str(err.value)
