@@ -11,18 +11,33 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import secrets
 import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .errors import FaceInputError, JoyVASAError
-from .validate import CLI, MOTION_EXTS, VIDEO_EXTS, Output, check_input_file, check_options, check_outputs
+from .validate import (
+    CLI,
+    MOTION_EXTS,
+    PREVIEW_EXTS,
+    TEMPLATE_EXTS,
+    VIDEO_EXTS,
+    Output,
+    check_input_file,
+    check_options,
+    check_outputs,
+    expression_source,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
+MOTION_SOURCES = ("speech", "video", "motion")
+BLINK_MODES = ("off", "on", "if_none")
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -130,8 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--face-index", type=int, default=0, help="which face when the photo holds several [0]")
     p.add_argument("--face-order", choices=FACE_ORDERS, default="largest", help="order of --face-index [largest]")
     p.add_argument("--box", type=_box, metavar="X,Y,W,H", help="crop this box (image pixels) instead of detecting")
-    p.add_argument("--save-motion", metavar="FILE", help="also save the sampled motion (.safetensors)")
-    p.add_argument("--motion", metavar="FILE", help="reuse a saved motion instead of sampling one")
+    p.add_argument("--save-motion", metavar="FILE", help="also save the motion used (.safetensors)")
+    p.add_argument("--motion", metavar="FILE", help="reuse a saved motion (.safetensors) or a LivePortrait driving "
+                   "template (.pkl) instead of sampling one")
+    p.add_argument("--motion-from-video", metavar="VIDEO", help="a driving video: its head pose and expression, read "
+                   "by LivePortrait's motion extractor. Alone it drives the portrait (LivePortrait's video-driven "
+                   "animation); with --audio pick its parts with --head-from / --lips-from")
+    p.add_argument("--head-from", choices=MOTION_SOURCES, help="take the head pose (rotation, translation, scale) "
+                   "from this source; the expression comes from --motion, else the speech, else the video")
+    p.add_argument("--lips-from", choices=MOTION_SOURCES, help="take the lips from this source")
+    p.add_argument("--blinks", choices=BLINK_MODES, default="off", help="add blinks: on, if_none (only when the "
+                   "motion has none) or off [off]")
+    p.add_argument("--blink-rate", type=float, default=15.0, help="blinks per minute with --blinks [15]")
+    p.add_argument("--motion-preview", metavar="PNG", help="also draw the motion over time, with the speech (.png)")
+    p.add_argument("--export-template", metavar="PKL", help="also write the motion as a LivePortrait driving "
+                   "template (.pkl, for LivePortrait -d or FasterLivePortrait)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -206,17 +234,38 @@ def _frame_size_estimate(image, paste_back: bool) -> tuple[int, int]:
     return w + w % 2, h + h % 2
 
 
+def _write_png(img, path: Path) -> None:
+    """RGB uint8 as a PNG, complete under its name or not at all."""
+    import cv2
+
+    from .partials import partial_path
+
+    ok, data = cv2.imencode(".png", img[..., ::-1])
+    if not ok:
+        raise JoyVASAError(f"--motion-preview {path}: the image could not be encoded.")
+    partial = partial_path(path)
+    try:
+        partial.write_bytes(data.tobytes())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from .audio.io import load_audio
+    from .checkpoints.driving_template import write_driving_template
+    from .checkpoints.motion_file import read_motion_file
     from .face.reference import check_image
     from .models import load_models, resolve_device
-    from .motion.sequence import MotionSequence
+    from .motion.blinks import BlinkOptions, apply_blinks
+    from .motion.edit import mix
+    from .motion.preview import render_motion_preview
     from .partials import remove_stale_partials
-    from .pipeline import animate_options, prepare_animation
+    from .pipeline import animate_options, encode_audio, motion_from_video, prepare_animation, sample_motion
     from .validate import check_free_space, estimate_video_bytes, speech_notes
-    from .video import VideoWriter
+    from .video import VideoWriter, read_video
 
     t0 = time.perf_counter()
     # 1. Options and files, before anything heavy is read.
@@ -226,9 +275,13 @@ def run(args: argparse.Namespace) -> int:
         "image": check_input_file("image", args.image, CLI, "portrait image"),
         "audio": check_input_file("audio", args.audio, CLI, "speech file") if args.audio else None,
         "motion": check_input_file("motion", args.motion, CLI, "motion file") if args.motion else None,
+        "motion_from_video": check_input_file("motion_from_video", args.motion_from_video, CLI, "driving video")
+        if args.motion_from_video else None,
     }
     outputs, more = check_outputs([Output("out", args.out, VIDEO_EXTS, "video container"),
-                                   Output("save_motion", args.save_motion, MOTION_EXTS, "motion file")],
+                                   Output("save_motion", args.save_motion, MOTION_EXTS, "motion file"),
+                                   Output("motion_preview", args.motion_preview, PREVIEW_EXTS, "preview image"),
+                                   Output("export_template", args.export_template, TEMPLATE_EXTS, "driving template")],
                                   inputs, args.overwrite, CLI)
     notes += more
     out, save_motion = outputs["out"], outputs.get("save_motion")
@@ -240,8 +293,14 @@ def run(args: argparse.Namespace) -> int:
     check_image(image)
     with _reading("audio"):
         wave = load_audio(inputs["audio"]) if args.audio else None
+    motions = {}
     with _reading("motion"):
-        motion = MotionSequence.load(inputs["motion"]) if args.motion else None
+        if args.motion:
+            motions["motion"] = read_motion_file(inputs["motion"])
+    with _reading("motion_from_video"):
+        drive = read_video(inputs["motion_from_video"]) if args.motion_from_video else None
+    plan = {"expression": expression_source(vars(args)), "head": args.head_from, "lips": args.lips_from}
+    sample = "speech" in plan.values()
     if wave is not None:
         notes += speech_notes(wave.shape[-1] / 16000, CLI)
 
@@ -261,9 +320,15 @@ def run(args: argparse.Namespace) -> int:
             stitching=False if args.no_stitching else None, paste_back=False if args.no_pasteback else None,
             batch_size=args.batch_size, sampling=sampling, reference=reference,
         )
+        blinks = BlinkOptions(mode=args.blinks, rate=args.blink_rate, seed=seed % 2**32)
     except (TypeError, ValueError) as exc:
         raise JoyVASAError(f"options: {exc}") from None
-    n_frames = motion.n_frames if motion is not None else math.floor((wave.shape[-1] + 1920) / 640)
+    if plan["expression"] == "motion":
+        n_frames = motions["motion"].n_frames
+    elif plan["expression"] == "speech":
+        n_frames = math.floor((wave.shape[-1] + 1920) / 640)
+    else:
+        n_frames = len(drive[0])
     pasted = options.paste_back and options.keypoints.stitching and options.reference.crop != "whole"
     width, height = _frame_size_estimate(image, pasted)
     seconds = 0.0 if wave is None else wave.shape[-1] / 16000
@@ -273,9 +338,9 @@ def run(args: argparse.Namespace) -> int:
     # 3. The models, then the checks that need them.
     with _reading("models"):
         models = load_models(args.models, animal=args.animal, device=device, dtype=args.dtype,
-                             detector=args.detector, need_motion=motion is None, detector_range=args.detector_range,
+                             detector=args.detector, need_motion=sample, detector_range=args.detector_range,
                              need_detector=options.reference.crop not in ("whole", "box")
-                             or options.keypoints.normalize_lip)
+                             or options.keypoints.normalize_lip or drive is not None)
     if models.motion is not None:
         check_options({"sampler": args.sampler, "steps": args.steps,
                        "checkpoint_steps": models.motion.generator.config.n_diff_steps}, CLI)
@@ -286,19 +351,36 @@ def run(args: argparse.Namespace) -> int:
     motion_bar = TqdmProgress("motion", not args.quiet)
     try:
         with torch.inference_mode():
-            job = prepare_animation(image, wave, lp, models.motion, models.detector, options, motion=motion,
-                                    progress=motion_bar)
+            if sample:
+                features = encode_audio(wave, models.motion, leading_silence=options.sampling.leading_silence)
+                motions["speech"] = sample_motion(models.motion, features, options.sampling, motion_bar)
+                _log(f"motion: {motions['speech']!r}", args.quiet)
+            if drive is not None:
+                motions["video"] = motion_from_video(lp, drive[0], models.detector, fps=drive[1],
+                                                     batch_size=max(args.batch_size, 8), progress=motion_bar)
+                _log(f"video motion: {motions['video']!r}", args.quiet)
+            parts = {k: motions[plan[k]] for k in ("head", "lips") if plan[k] and plan[k] != plan["expression"]}
+            motion = apply_blinks(mix(motions[plan["expression"]], **parts), blinks)
+            job = prepare_animation(image, wave, lp, None, models.detector, options, motion=motion)
     finally:
         motion_bar.close()
     _notes(job.reference[0].notes)
-    if motion is None:
-        _log(f"motion: {job.motion!r}", args.quiet)
-    elif job.audio is not None and job.audio.n_frames != job.motion.n_frames:
-        _notes([f"the reused motion has {job.motion.n_frames} frames, the speech needs {job.audio.n_frames}; "
+    if job.audio is not None and job.audio.n_frames != job.motion.n_frames:
+        _notes([f"the motion has {job.motion.n_frames} frames, the speech needs {job.audio.n_frames}; "
                 "the video follows the motion."])
     if save_motion is not None:
         job.motion.save(save_motion)
         _log(f"motion saved to {save_motion}", args.quiet)
+    if outputs.get("export_template") is not None:
+        write_driving_template(job.motion, outputs["export_template"])
+        _log(f"driving template written to {outputs['export_template']}", args.quiet)
+    if outputs.get("motion_preview") is not None:
+        speech = job.audio
+        delay = speech.plan.leading_pad / speech.sample_rate if speech is not None else 0.0
+        plot = render_motion_preview(job.motion, None if speech is None else speech.waveform,
+                                     16000 if speech is None else speech.sample_rate, audio_delay=delay)
+        _write_png(plot, outputs["motion_preview"])
+        _log(f"motion preview drawn to {outputs['motion_preview']}", args.quiet)
 
     w, h = job.frame_size(lp)
     _log(f"rendering {job.n_frames} frames {w}x{h} on {lp.device} (batch {options.batch_size})", args.quiet)

@@ -234,12 +234,17 @@ def motion_from_video(
     models: LivePortraitModels, frames: Any, detector: Any = None, fps: float = 25, crop: bool = True,
     batch_size: int = 16, progress: Progress | None = None,
 ) -> MotionSequence:
-    """MotionFromVideo: crop every frame as LivePortrait's video path does (``face.driving``), run M on the crops and
-    return the motion the sampler's consumers take. Its lips are composed relatively, as LivePortrait composes a
-    driving video (``lips_origin`` "video"); no smoothing, the frame rate is the video's (rounded)."""
+    """MotionFromVideo: crop every frame as LivePortrait's video path does (``face.driving``; the bundled detector
+    when none is given), run M on the crops and return the motion the sampler's consumers take. Its lips are
+    composed relatively, as LivePortrait composes a driving video (``lips_origin`` "video"); no smoothing, the frame
+    rate is the video's (rounded)."""
     rate = int(round(float(fps)))
     if rate < 1:
         raise ValueError(f"motion from video: fps must be at least 1, got {fps}")
+    if crop and detector is None:
+        from .face.detectors.bundled import BundledFaceDetector
+
+        detector = BundledFaceDetector(range="short")
     crops = driving_crops(frames, detector, crop=crop)
     info = extract_motion(models, crops.crops256, batch_size, progress)
     settings = {"source": "video", "lips_origin": "video", "crop": crop, "frames_without_face": list(crops.missing)}

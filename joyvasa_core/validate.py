@@ -25,6 +25,9 @@ from .errors import OptionError
 SEED_MAX = 2**64 - 1
 VIDEO_EXTS = (".mp4", ".m4v", ".mov")  # what the mp4 muxer writes and players open under these names
 MOTION_EXTS = (".safetensors",)
+TEMPLATE_EXTS = (".pkl",)  # LivePortrait driving templates
+PREVIEW_EXTS = (".png",)
+MOTION_SOURCE_FLAGS = {"speech": "audio", "video": "motion_from_video", "motion": "motion"}
 BYTES_PER_PIXEL_AT_CRF18 = 0.3  # H.264 talking heads stay well below this; doubles every 6 crf steps down
 DISK_MARGIN_BYTES = 16 * 2**20
 MIN_SPEECH_SECONDS = 0.25
@@ -66,6 +69,7 @@ RANGES: dict[str, Range] = {
     "steps": Range(1, None, "diffusion steps", integer=True),
     "batch_size": Range(1, None, "frames per network pass", integer=True),
     "face_index": Range(0, None, "0 is the first face in the face order", integer=True),
+    "blink_rate": Range(0.0, 120.0, "blinks per minute (people blink 15-20 times a minute)"),
 }
 
 Check = Callable[[Mapping[str, Any], Words], "str | None"]
@@ -121,8 +125,34 @@ def _sampler_steps(v: Mapping[str, Any], words: Words) -> str | None:
 
 @rule
 def _speech_or_motion(v: Mapping[str, Any], words: Words) -> str | None:
-    if words.flags and "audio" in v and "motion" in v and v["audio"] is None and v["motion"] is None:
-        return "--audio missing: give the speech to animate, or --motion with a saved motion to reuse."
+    if (words.flags and "audio" in v and "motion" in v and v["audio"] is None and v["motion"] is None
+            and v.get("motion_from_video") is None):
+        return ("--audio missing: give the speech to animate, --motion with a saved motion to reuse, or "
+                "--motion-from-video with a driving video.")
+    return None
+
+
+def expression_source(v: Mapping[str, Any]) -> str:
+    """The command line's rule: the expression comes from --motion, else the speech, else the driving video."""
+    return "motion" if v.get("motion") else "speech" if v.get("audio") else "video"
+
+
+@rule
+def _motion_sources(v: Mapping[str, Any], words: Words) -> str | None:
+    if not words.flags:
+        return None
+    used = {expression_source(v)}
+    for part in ("head", "lips"):
+        source = v.get(f"{part}_from")
+        if source is None:
+            continue
+        used.add(source)
+        flag = MOTION_SOURCE_FLAGS[source]
+        if v.get(flag) is None:
+            return f"--{part}-from {source}: needs {words.name(flag)}; give it, or drop --{part}-from."
+    if v.get("motion_from_video") is not None and "video" not in used:
+        return ("--motion-from-video: nothing takes from the video; add --head-from video or --lips-from video, or "
+                "drop --audio / --motion to drive the portrait with the video alone.")
     return None
 
 

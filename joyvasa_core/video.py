@@ -204,3 +204,29 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def read_video(path: str | os.PathLike, max_frames: int = 100_000) -> tuple[np.ndarray, float]:
+    """Every frame of a video file as (N, H, W, 3) uint8 RGB, and its frame rate; clear errors for bad files."""
+    import av
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise JoyVASAError(f"driving video {p}: no such file; check the path.")
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.video:
+                raise JoyVASAError(f"driving video {p}: holds no video stream; give a video file (mp4, mov, mkv...).")
+            stream = container.streams.video[0]
+            rate = float(stream.average_rate or stream.guessed_rate or 25)
+            frames = []
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) > max_frames:
+                    raise JoyVASAError(f"driving video {p}: more than {max_frames} frames; trim it first.")
+    except av.FFmpegError as exc:
+        raise JoyVASAError(f"driving video {p}: cannot be decoded ({exc}); give a video file (mp4, mov, mkv...).") \
+            from None
+    if not frames:
+        raise JoyVASAError(f"driving video {p}: has no frames.")
+    return np.stack(frames), rate

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from .compute_target_keypoints import JoyVASAComputeTargetKeypoints
+from .driving_template import JoyVASAExportDrivingTemplate, JoyVASALoadDrivingTemplate
 from .encode_audio import JoyVASAEncodeAudio
 from .extract_appearance import JoyVASAExtractAppearance
 from .folders import register_model_folders
 from .load_reference_face import JoyVASALoadReferenceFace
 from .loaders import JoyVASAFaceDetectorLoader, JoyVASALivePortraitLoader, JoyVASAMotionModelLoader
+from .motion_blinks import JoyVASAAddBlinks
+from .motion_edit import JoyVASACrossfadeMotion, JoyVASAEditMotion, JoyVASAFitMotion, JoyVASAMixMotion
+from .motion_from_video import JoyVASAMotionFromVideo
 from .motion_io import JoyVASALoadMotion, JoyVASASaveMotion
+from .motion_preview import JoyVASAMotionPreview
 from .sample_motion import JoyVASASampleMotion
 from .warp_and_render import JoyVASAWarpAndRender
 
@@ -26,6 +31,15 @@ _NODES = (
     (JoyVASAWarpAndRender, "JoyVASA Warp and Render"),
     (JoyVASASaveMotion, "JoyVASA Save Motion"),
     (JoyVASALoadMotion, "JoyVASA Load Motion"),
+    (JoyVASAMotionFromVideo, "JoyVASA Motion From Video"),
+    (JoyVASAMixMotion, "JoyVASA Mix Motion"),
+    (JoyVASAEditMotion, "JoyVASA Edit Motion"),
+    (JoyVASAFitMotion, "JoyVASA Fit Motion"),
+    (JoyVASACrossfadeMotion, "JoyVASA Crossfade Motion"),
+    (JoyVASAAddBlinks, "JoyVASA Add Blinks"),
+    (JoyVASAMotionPreview, "JoyVASA Motion Preview"),
+    (JoyVASAExportDrivingTemplate, "JoyVASA Export Driving Template"),
+    (JoyVASALoadDrivingTemplate, "JoyVASA Load Driving Template"),
 )
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls, _ in _NODES}

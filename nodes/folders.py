@@ -3,6 +3,7 @@ folders (a workflow from the internet must not read or write anywhere else)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable
 
@@ -90,3 +91,33 @@ def list_user_files(exts: Iterable[str]) -> list[str]:
                     found.append(os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/") + suffix)
         out += sorted(found)
     return out
+
+
+def check_user_file(name: str, what: str) -> bool | str:
+    """VALIDATE_INPUTS for a file widget: True, or the message ComfyUI shows before running anything."""
+    try:
+        path = user_file(name)
+    except FileNotFoundError as err:
+        return str(err)
+    return True if os.path.isfile(path) else f"{what} {name!r} not found"
+
+
+def user_file_fingerprint(name: str) -> str:
+    """IS_CHANGED for a file widget: changes when the file is replaced or edited."""
+    path = user_file(name)
+    st = os.stat(path)
+    return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+
+
+def output_file(filename_prefix: str, suffix: str, example: str) -> tuple[str, dict]:
+    """A new numbered file under output/ for ``filename_prefix``: its path and the UI entry that names it; a prefix
+    that leaves output/ is refused."""
+    from .errors import NodeError
+
+    out_dir = folder_paths.get_output_directory()
+    if os.path.isabs(filename_prefix) or not inside(os.path.join(out_dir, filename_prefix), out_dir):
+        raise NodeError(f"filename_prefix {filename_prefix!r} points outside output/; use a relative path such as "
+                        f"{example}.")
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+    filename = f"{name}_{counter:05}_{suffix}"
+    return os.path.join(folder, filename), {"filename": filename, "subfolder": subfolder, "type": "output"}

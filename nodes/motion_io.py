@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 
-import folder_paths
-
 from ..joyvasa_core.motion.sequence import MotionSequence
-from .errors import NodeError, node_errors
-from .folders import MOTION_FILE_EXTS, inside, list_user_files, user_file
+from .errors import node_errors
+from .folders import MOTION_FILE_EXTS, check_user_file, list_user_files, output_file, user_file, user_file_fingerprint
 
 SUFFIX = ".safetensors"
 
@@ -34,13 +31,7 @@ class JoyVASASaveMotion:
 
     def save(self, motion, filename_prefix):
         with node_errors("JoyVASA Save Motion"):
-            out_dir = folder_paths.get_output_directory()
-            if os.path.isabs(filename_prefix) or not inside(os.path.join(out_dir, filename_prefix), out_dir):
-                raise NodeError(f"filename_prefix {filename_prefix!r} points outside output/; use a relative path "
-                                "such as joyvasa/motion.")
-            folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
-            filename = f"{name}_{counter:05}_{SUFFIX}"
-            final = os.path.join(folder, filename)
+            final, entry = output_file(filename_prefix, SUFFIX, "joyvasa/motion")
             partial = final + ".part"
             try:
                 motion.save(partial)
@@ -48,8 +39,7 @@ class JoyVASASaveMotion:
             finally:
                 if os.path.exists(partial):
                     os.remove(partial)
-            entry = {"filename": filename, "subfolder": subfolder, "type": "output"}
-            return {"ui": {"motion": [entry], "text": [f"{filename}: {motion!r}"]}, "result": ()}
+            return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 
 
 class JoyVASALoadMotion:
@@ -66,17 +56,11 @@ class JoyVASALoadMotion:
 
     @classmethod
     def VALIDATE_INPUTS(cls, motion_file):
-        try:
-            path = user_file(motion_file)
-        except FileNotFoundError as err:
-            return str(err)
-        return True if os.path.isfile(path) else f"motion file {motion_file!r} not found"
+        return check_user_file(motion_file, "motion file")
 
     @classmethod
     def IS_CHANGED(cls, motion_file):
-        path = user_file(motion_file)
-        st = os.stat(path)
-        return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
+        return user_file_fingerprint(motion_file)
 
     def load(self, motion_file):
         with node_errors("JoyVASA Load Motion"):

@@ -132,9 +132,9 @@ def test_driving_crop_is_the_averaged_square_of_our_detection(lp_models, moving_
 def test_video_errors(lp_models):  # noqa: F811
     black = np.zeros((3, 128, 128, 3), np.uint8)
     black[:, 10:20, 10:20] = 200  # not uniform, but no face
-    with pytest.raises(FaceInputError, match="no face found in any of the 3 frames"):
-        motion_from_video(lp_models, black, BundledFaceDetector())
+    with pytest.raises(FaceInputError, match="no face found in any of the 3 frames by the mediapipe-short"):
+        motion_from_video(lp_models, black, None)  # no detector given: the bundled one
     with pytest.raises(FaceInputError, match="needs a face detector"):
-        motion_from_video(lp_models, black, None)
+        driving_crops(black, None)
     with pytest.raises(FaceInputError, match="no frames"):
         motion_from_video(lp_models, black[:0], None, crop=False)

@@ -236,7 +236,8 @@ def offset_pose(motion: MotionSequence, pitch: float = 0.0, yaw: float = 0.0, ro
 
 def crossfade(first: MotionSequence, second: MotionSequence, frames: int) -> MotionSequence:
     """``first`` then ``second`` (retimed to the first's fps), blended linearly over ``frames`` overlapping frames
-    (at most the shorter motion; 0 is a cut). Length: ``len(first) + len(second) - frames``."""
+    (at most the shorter motion; 0 is a cut). Length: ``len(first) + len(second) - frames``. The result keeps the
+    first motion's settings, so its lips are composed as the first's are."""
     b = retime(second, first.fps)
     k = max(0, min(int(frames), first.n_frames, b.n_frames))
     a_n = first.n_frames

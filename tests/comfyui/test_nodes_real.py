@@ -69,6 +69,29 @@ EXPECTED = {
         [("IMAGE", "frames"), ("AUDIO", "audio"), ("FLOAT", "fps")], "JoyVASA/render"),
     "JoyVASASaveMotion": ({"motion": "JOYVASA_MOTION", "filename_prefix": "STRING"}, {}, [], "JoyVASA/motion"),
     "JoyVASALoadMotion": ({"motion_file": "COMBO"}, {}, [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASAMotionFromVideo": (
+        {"liveportrait": "JOYVASA_LIVEPORTRAIT", "images": "IMAGE", "fps": "FLOAT", "crop": "BOOLEAN",
+         "batch_size": "INT"}, {"face_detector": "JOYVASA_FACE_DETECTOR"},
+        [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASAMixMotion": ({"expression": "JOYVASA_MOTION", "fit": "COMBO"},
+                         {"head": "JOYVASA_MOTION", "lips": "JOYVASA_MOTION"},
+                         [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASAEditMotion": (
+        {"motion": "JOYVASA_MOTION", "head_rotation": "FLOAT", "translation": "FLOAT", "scale": "FLOAT",
+         "expression": "FLOAT", "lips": "FLOAT", "pitch": "FLOAT", "yaw": "FLOAT", "roll": "FLOAT"}, {},
+        [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASAFitMotion": ({"motion": "JOYVASA_MOTION", "start": "INT", "stop": "INT", "length": "INT", "mode": "COMBO"},
+                         {}, [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASACrossfadeMotion": ({"first": "JOYVASA_MOTION", "second": "JOYVASA_MOTION", "frames": "INT"}, {},
+                               [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASAAddBlinks": (
+        {"motion": "JOYVASA_MOTION", "mode": "COMBO", "rate": "FLOAT", "duration": "FLOAT", "seed": "INT",
+         "openness": "FLOAT"}, {}, [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
+    "JoyVASAMotionPreview": ({"motion": "JOYVASA_MOTION", "width": "INT", "audio_delay": "FLOAT"}, {"audio": "AUDIO"},
+                             [("IMAGE", "plot")], "JoyVASA/motion"),
+    "JoyVASAExportDrivingTemplate": ({"motion": "JOYVASA_MOTION", "filename_prefix": "STRING"}, {}, [],
+                                     "JoyVASA/motion"),
+    "JoyVASALoadDrivingTemplate": ({"template_file": "COMBO"}, {}, [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
 }
 
 

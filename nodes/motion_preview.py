@@ -1,0 +1,39 @@
+"""Draw a motion over time as an IMAGE (joyvasa_core.motion.preview)."""
+
+from __future__ import annotations
+
+import torch
+
+from ..joyvasa_core.motion.preview import render_motion_preview
+from .errors import node_errors
+
+
+class JoyVASAMotionPreview:
+    DESCRIPTION = ("Plots head rotation, translation, scale, mouth and eye opening over time, with the speech "
+                   "underneath: check a motion before rendering minutes of video.")
+    CATEGORY = "JoyVASA/motion"
+    FUNCTION = "preview"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("plot",)
+    OUTPUT_TOOLTIPS = ("The plot, one image.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "motion": ("JOYVASA_MOTION", {"tooltip": "The motion to draw."}),
+                "width": ("INT", {"default": 1024, "min": 320, "max": 8192, "step": 16, "tooltip": "Image width in "
+                          "pixels (the height follows the panels)."}),
+                "audio_delay": ("FLOAT", {"default": 0.08, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Where "
+                                "the speech starts, in seconds after frame 0 (0.08 = the sampler's leading silence)."}),
+            },
+            "optional": {"audio": ("AUDIO", {"tooltip": "The speech, drawn under the curves."})},
+        }
+
+    def preview(self, motion, width, audio_delay, audio=None):
+        with node_errors("JoyVASA Motion Preview"):
+            wave = rate = None
+            if audio is not None:
+                wave, rate = audio["waveform"][0], int(audio["sample_rate"])
+            img = render_motion_preview(motion, wave, rate or 16000, width=width, audio_delay=audio_delay)
+            return (torch.from_numpy(img).float().div(255)[None],)
