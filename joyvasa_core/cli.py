@@ -291,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     # 2. The inputs themselves (cheap next to the models): unreadable, blank, silent or too big for the disk.
     image = read_image(inputs["image"])
     check_image(image)
+    check_options({"box": args.box, "image_size": (image.shape[1], image.shape[0])}, CLI)
     with _reading("audio"):
         wave = load_audio(inputs["audio"]) if args.audio else None
     motions = {}

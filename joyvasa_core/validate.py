@@ -165,9 +165,13 @@ def _box(v: Mapping[str, Any], words: Words) -> str | None:
         return (f"{words.name('box')} {','.join(f'{b:g}' for b in box)}: give four numbers x,y,w,h (the face's box "
                 "in image pixels).")
     x, y, w, h = (float(b) for b in box)
+    shown = f"{words.name('box')} {','.join(f'{b:g}' for b in box)}"
     if w <= 0 or h <= 0 or x + w <= 0 or y + h <= 0:
-        return (f"{words.name('box')} {','.join(f'{b:g}' for b in box)}: the box is empty or left of/above the "
-                "image; give x,y of its top-left corner and a positive width and height.")
+        return (f"{shown}: the box is empty or left of/above the image; give x,y of its top-left corner and a "
+                "positive width and height.")
+    size = v.get("image_size")
+    if size is not None and (x >= size[0] or y >= size[1]):
+        return f"{shown}: the box is outside the {size[0]}x{size[1]} image; give x,y,w,h of the face inside it."
     return None
 
 

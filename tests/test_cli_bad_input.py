@@ -129,11 +129,13 @@ CASES = [
     ("audio-missing", lambda j: _args(j, **{"--audio": R(j, "nobody.wav")}), ["--audio", "no such file"]),
     ("models-missing", lambda j: _args(j, **{"--models": R(j, "nowhere")}), ["--models", "no such folder"]),
     ("models-empty", lambda j: _args(j, **{"--models": R(j, "folder")}), ["--models", "appearance_feature_extractor"]),
+    ("box-outside-the-image", lambda j: ["--box", "5000,5000,100,100"], ["--box 5000,5000,100,100", "outside"]),
     # the rest load (some of) the small networks first
     ("checkpoint-truncated", lambda j: _args(j, **{"--models": j["broken"]}), ["--models", "warping_module.pth",
                                                                                "truncated or corrupt"]),
     ("ddim-steps-above-checkpoint", lambda j: ["--sampler", "ddim", "--steps", "50"], ["--steps 50", "at most"]),
     ("no-face", lambda j: _args(j, **{"--image": R(j, "noise.png")}), ["no face", "--box", "--no-crop"]),
+    ("face-index-beyond-the-faces", lambda j: ["--face-index", "3"], ["--face-index 3", "1 face", "lower"]),
 ]
 
 
