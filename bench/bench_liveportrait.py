@@ -90,7 +90,7 @@ def runner(name: str, net: torch.nn.Module) -> Callable[..., torch.Tensor]:
     if name == "M":
         return lambda x: torch.cat([v.float() for v in net(x).values()], dim=1)
     if name == "W":
-        return lambda f, s, d: net(f, s, d)["out"]
+        return lambda f, s, d: net(f, kp_source=s, kp_driving=d)["out"]
     if name == "S":
 
         def mlps(x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from joyvasa_core.motion.generator import COMPUTED_BUFFERS, MotionGenerator  # noqa: E402
-from joyvasa_core.motion.sampler import SamplingOptions, sample_motion  # noqa: E402
+from joyvasa_core.motion.sampler import SamplingOptions, sample_coefficients  # noqa: E402
 
 SPEECH = REPO / "tests" / "fixtures" / "speech_en_16k.wav"
 FILL_RULE = REPO / "tests" / "fixtures" / "fill_rule.py"
@@ -76,7 +76,7 @@ def current_rss_mb() -> float:
 def run(model: MotionGenerator, wave: torch.Tensor, scheduler: str, steps: int | None, seed: int = 0):
     options = SamplingOptions(scheduler=scheduler, num_steps=steps, seed=seed)
     start = time.perf_counter()
-    coef = sample_motion(model, wave, options)
+    coef = sample_coefficients(model, wave, options)
     return coef, time.perf_counter() - start
 
 

@@ -177,7 +177,7 @@ class Setup:
 
     def models(self, dtype: torch.dtype) -> LivePortraitModels:
         n = self.nets
-        return LivePortraitModels(appearance=n["appearance_feature_extractor"], motion=n["motion_extractor"],
+        return LivePortraitModels(appearance=n["appearance_feature_extractor"], motion_extractor=n["motion_extractor"],
                                   warping=n["warping_module"], spade=n["spade_generator"],
                                   stitching=n["stitching_retargeting_module"], device=torch.device("cpu"),
                                   dtype=dtype)
@@ -189,7 +189,7 @@ class Setup:
         return Appearance(feature=self.feature, info=self.info, x_s=self.x_s, compressed=compressed)
 
     def keypoints(self, x_d: torch.Tensor) -> TargetKeypoints:
-        return TargetKeypoints(x_d=x_d, x_s=self.x_s, options=KeypointOptions.gradio_default(), fps=25)
+        return TargetKeypoints(x_d=x_d, x_s=self.x_s, options=KeypointOptions.web(), fps=25)
 
     def paste_back(self, side: int = 1024) -> PasteBack:
         """The 512 crop pasted, slightly rotated, into a ``side`` x ``side`` photo (the source upscaled)."""
@@ -225,7 +225,7 @@ def whole_job(setup: Setup, models: LivePortraitModels, appearance: Appearance, 
     """(render loop alone, whole job) seconds for the same frames: paste-back + uint8 + H.264 in the job."""
     kw = {} if batch is None else {"batch_size": batch}
     kps = setup.keypoints(x_d)
-    pb = setup.paste_back()
+    paster = setup.paste_back()
     with torch.inference_mode():
         t0 = time.perf_counter()
         for _ in render_frames(models, appearance, kps, **kw):
@@ -234,7 +234,7 @@ def whole_job(setup: Setup, models: LivePortraitModels, appearance: Appearance, 
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             with VideoWriter(Path(tmp) / "job.mp4", fps=25) as writer:
-                for chunk in render_frames(models, appearance, kps, paste_back=pb, as_uint8=True, **kw):
+                for chunk in render_frames(models, appearance, kps, paste_back=paster, as_uint8=True, **kw):
                     writer.write(chunk)
             job = time.perf_counter() - t0
     return alone, job

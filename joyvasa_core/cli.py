@@ -339,22 +339,23 @@ def run(args: argparse.Namespace) -> int:
     # 3. The models, then the checks that need them.
     with _reading("models"):
         models = load_models(args.models, animal=args.animal, device=device, dtype=args.dtype,
-                             detector=args.detector, need_motion=sample, detector_range=args.detector_range,
+                             detector=args.detector, need_motion_model=sample,
+                             detector_range=args.detector_range,
                              need_detector=options.reference.crop not in ("whole", "box")
                              or options.keypoints.normalize_lip or drive is not None)
-    if models.motion is not None:
+    if models.motion_model is not None:
         check_options({"sampler": args.sampler, "steps": args.steps,
-                       "checkpoint_steps": models.motion.generator.config.n_diff_steps}, CLI)
+                       "checkpoint_steps": models.motion_model.generator.config.n_diff_steps}, CLI)
     lp = models.liveportrait
-    _log(f"models: {lp!r}" + (f", {models.motion!r}" if models.motion else "")
+    _log(f"models: {lp!r}" + (f", {models.motion_model!r}" if models.motion_model else "")
          + (f", detector {getattr(models.detector, 'name', 'none')}" if models.detector else ""), args.quiet)
 
     motion_bar = TqdmProgress("motion", not args.quiet)
     try:
         with torch.inference_mode():
             if sample:
-                features = encode_audio(wave, models.motion, leading_silence=options.sampling.leading_silence)
-                motions["speech"] = sample_motion(models.motion, features, options.sampling, motion_bar)
+                features = encode_audio(wave, models.motion_model, leading_silence=options.sampling.leading_silence)
+                motions["speech"] = sample_motion(models.motion_model, features, options.sampling, motion_bar)
                 _log(f"motion: {motions['speech']!r}", args.quiet)
             if drive is not None:
                 motions["video"] = motion_from_video(lp, drive[0], models.detector, fps=drive[1],

@@ -152,10 +152,6 @@ class MotionFrames:
         n = exp.shape[0]
         return cls(_as_points(exp), scale.reshape(n, 1), t.reshape(n, 3), rotation_matrix(pitch, yaw, roll))
 
-    @classmethod
-    def from_info(cls, info: KeypointInfo) -> MotionFrames:
-        return cls(info.exp, info.scale, info.t, info.R)
-
     def __len__(self) -> int:
         return self.exp.shape[0]
 
@@ -389,13 +385,13 @@ def apply_retargeting(x: torch.Tensor, *deltas: torch.Tensor | None) -> torch.Te
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Recipes
+# Presets
 
 
 @dataclass(frozen=True)
 class KeypointOptions:
-    """How driving motion becomes x_d. The defaults are the Gradio demo's path (recipe b), the sensible one for a
-    human portrait; :meth:`cli_default` is the reference command line (recipe a), :meth:`animal` the animal path.
+    """How driving motion becomes x_d. The defaults are the web preset (the reference web demo's path), the
+    sensible one for a human portrait; :meth:`cli` is the reference command line's, :meth:`animal` the animal path.
     """
 
     relative_motion: bool = True  # enables the hull multiplier and lip normalisation (composition is always relative)
@@ -422,13 +418,13 @@ class KeypointOptions:
         return self.relative_motion and self.driving_option == "expression-friendly"
 
     @classmethod
-    def gradio_default(cls) -> KeypointOptions:
-        """Recipe (b): relative + hull multiplier, stitching, lip normalisation, multiplier 1.0."""
+    def web(cls) -> KeypointOptions:
+        """The web preset: relative + hull multiplier, stitching, lip normalisation, multiplier 1.0."""
         return cls()
 
     @classmethod
-    def cli_default(cls) -> KeypointOptions:
-        """Recipe (a): no hull multiplier, no stitching, no lip normalisation, multiplier 1.10."""
+    def cli(cls) -> KeypointOptions:
+        """The cli preset: no hull multiplier, no stitching, no lip normalisation, multiplier 1.10."""
         return cls(relative_motion=False, stitching=False, normalize_lip=False, driving_multiplier=1.1)
 
     @classmethod
@@ -514,9 +510,9 @@ class KeypointComposer:
                 self.lip_delta = lip_retarget_delta(self.retargeting, self.x_s, ratio)
 
     def _compose(self, driving: MotionFrames) -> ComposedKeypoints:
-        o = self.options
-        return compose_relative(self.source, driving, self.reference, o.animation_region, o.lip_absolute,
-                                o.relative_scale)
+        opts = self.options
+        return compose_relative(self.source, driving, self.reference, opts.animation_region, opts.lip_absolute,
+                                opts.relative_scale)
 
     @torch.no_grad()
     def __call__(
@@ -528,30 +524,30 @@ class KeypointComposer:
     ) -> DrivenKeypoints:
         """Driving keypoints for N frames. ``eye_ratio`` (N,) / ``lip_ratio`` (N,) are the driving eye/lip openness,
         only read when eye/lip retargeting is on; ``eye_delta`` (N,21,3) (blinks) is added before stitching."""
-        o = self.options
+        opts = self.options
         composed = self._compose(driving)
         x = composed.x_d
         n = x.shape[0]
         x_s = _match_batch(self.x_s, n)
         if self.motion_multiplier is not None:
             x = apply_motion_multiplier(x, self.x_d0, x_s, self.motion_multiplier)
-        if o.eye_retargeting or o.lip_retargeting:
+        if opts.eye_retargeting or opts.lip_retargeting:
             eye_delta = lip_delta = None
-            if o.eye_retargeting and eye_ratio is not None and self.source_eye_ratio is not None:
+            if opts.eye_retargeting and eye_ratio is not None and self.source_eye_ratio is not None:
                 c_s = torch.as_tensor(self.source_eye_ratio, dtype=x.dtype).reshape(-1, 2).expand(n, 2)
                 c_d = torch.as_tensor(eye_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 eye_delta = eye_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
-            if o.lip_retargeting and lip_ratio is not None and self.source_lip_ratio is not None:
+            if opts.lip_retargeting and lip_ratio is not None and self.source_lip_ratio is not None:
                 c_s = torch.as_tensor(self.source_lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 c_d = torch.as_tensor(lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 lip_delta = lip_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
-            x = apply_retargeting(x_s if o.relative_motion else x, eye_delta, lip_delta)
+            x = apply_retargeting(x_s if opts.relative_motion else x, eye_delta, lip_delta)
         x = apply_retargeting(x, eye_delta)
         x_pre = x
         stitch_delta = None
-        if o.stitching:
+        if opts.stitching:
             stitch_delta = self.retargeting.stitch(x_s, x_pre)
             x = apply_stitching(x_s, x_pre, stitch_delta)
         x = apply_retargeting(x, self.lip_delta)
-        x = apply_driving_multiplier(x, x_s, o.driving_multiplier)
+        x = apply_driving_multiplier(x, x_s, opts.driving_multiplier)
         return DrivenKeypoints(x_d=x, composed=composed, x_pre_stitch=x_pre, stitch_delta=stitch_delta)

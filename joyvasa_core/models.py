@@ -17,23 +17,31 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .checkpoints.joyvasa import MOTION_FILE, TEMPLATE_FILE, read_motion_checkpoint, read_motion_template
-from .checkpoints.liveportrait import APPEARANCE, MOTION, SLOTS, SPADE, STITCHING, WARPING, build_liveportrait_module
+from .audio.encoder import hubert_config
+from .checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE, read_motion_generator, read_motion_template
+from .checkpoints.liveportrait import build_liveportrait_module
 from .errors import CheckpointError
-from .liveportrait.config import LivePortraitConfig
+from .liveportrait.slots import (
+    APPEARANCE,
+    BASE_SLOTS,
+    MOTION_EXTRACTOR,
+    SLOTS,
+    SPADE,
+    STITCHING,
+    WARPING,
+    LivePortraitConfig,
+)
 from .motion.config import MotionGeneratorConfig
-from .motion.template import MotionTemplate
 from .types import LivePortraitModels, MotionModel
 
 LIVEPORTRAIT_CONFIG_FILE = "liveportrait_config.json"
 JOYVASA_CONFIG_FILE = "joyvasa_config.json"
-BASE_SLOTS: tuple[str, ...] = (APPEARANCE, MOTION, WARPING, SPADE)
 WEIGHT_EXTS: tuple[str, ...] = (".safetensors", ".pth")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -228,17 +236,17 @@ def find_joyvasa_files(root: str | os.PathLike) -> tuple[Path, Path]:
             (b / "motion_generator", b / "motion_template"),
         ]
     pairs.append((base, base))
-    motion = next((m / MOTION_FILE for m, _ in pairs if (m / MOTION_FILE).is_file()), None)
+    generator = next((m / GENERATOR_FILE for m, _ in pairs if (m / GENERATOR_FILE).is_file()), None)
     template = next((t / TEMPLATE_FILE for _, t in pairs if (t / TEMPLATE_FILE).is_file()), None)
-    if motion is None or template is None:
-        missing = [n for n, p in ((MOTION_FILE, motion), (TEMPLATE_FILE, template)) if p is None]
+    if generator is None or template is None:
+        missing = [n for n, p in ((GENERATOR_FILE, generator), (TEMPLATE_FILE, template)) if p is None]
         dirs = _unique([d for pair in pairs for d in pair])
         raise CheckpointError(
-            f"JoyVASA weights: {' and '.join(missing)} not found under {base}; expected joyvasa/{MOTION_FILE} and "
+            f"JoyVASA weights: {' and '.join(missing)} not found under {base}; expected joyvasa/{GENERATOR_FILE} and "
             f"joyvasa/{TEMPLATE_FILE} (or the reference's JoyVASA/motion_generator/ and JoyVASA/motion_template/); "
             f"searched {_shown(dirs, base)}. Download them from the jdh-algo/JoyVASA model page."
         )
-    return motion, template
+    return generator, template
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -278,7 +286,7 @@ def load_liveportrait(
     }
     return LivePortraitModels(
         appearance=nets[APPEARANCE],
-        motion=nets[MOTION],
+        motion_extractor=nets[MOTION_EXTRACTOR],
         warping=nets[WARPING],
         spade=nets[SPADE],
         stitching=nets[STITCHING],
@@ -294,7 +302,7 @@ def load_motion_model(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "fp32",
     pe_mode: str = "legacy",
-    motion_path: str | os.PathLike | None = None,
+    generator_path: str | os.PathLike | None = None,
     template_path: str | os.PathLike | None = None,
 ) -> MotionModel:
     """Find and load the JoyVASA motion generator and template (or take the two files given, whatever their names).
@@ -303,20 +311,15 @@ def load_motion_model(
     beside the checkpoint may add ``motion_generator`` fields (e.g. ``n_layers``) and a ``hubert`` config for
     non-standard widths. The default ``legacy`` positional encoding is what the released checkpoint was trained with.
     """
-    from .audio.encoder import hubert_config
-    from .motion.generator import MotionGenerator, config_from_args
-
-    if motion_path is None or template_path is None:
-        found_motion, found_template = find_joyvasa_files(root)
-        motion_path = Path(motion_path) if motion_path is not None else found_motion
+    if generator_path is None or template_path is None:
+        found_generator, found_template = find_joyvasa_files(root)
+        generator_path = Path(generator_path) if generator_path is not None else found_generator
         template_path = Path(template_path) if template_path is not None else found_template
-    motion_path, template_path = Path(motion_path), Path(template_path)
+    generator_path, template_path = Path(generator_path), Path(template_path)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    extra_path = _config_beside([motion_path], JOYVASA_CONFIG_FILE)
+    extra_path = _config_beside([generator_path], JOYVASA_CONFIG_FILE)
     extra = _read_json(extra_path, "JoyVASA config") if extra_path else {}
-    args, state = read_motion_checkpoint(motion_path)
-    config = config_from_args(args, pe_mode=pe_mode, source=str(motion_path))
     overrides = dict(extra.get("motion_generator", {}))
     known = {f.name for f in fields(MotionGeneratorConfig)}
     unknown = sorted(set(overrides) - known)
@@ -324,18 +327,17 @@ def load_motion_model(
         raise CheckpointError(f"JoyVASA config {extra_path}: unknown motion_generator fields {unknown}; "
                               f"known: {sorted(known)}.")
     try:
-        config = replace(config, **overrides)
         hub = {k: tuple(v) if isinstance(v, list) else v for k, v in extra.get("hubert", {}).items()}
-        generator = MotionGenerator(config, hubert_config(**hub))
+        audio_config = hubert_config(**hub)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"JoyVASA config {extra_path}: {exc}") from None
-    generator.load_checkpoint_state(state, source=str(motion_path))
+    generator = read_motion_generator(generator_path, pe_mode, overrides, audio_config,
+                                      overrides_source=f"JoyVASA config {extra_path}")
     generator = generator.to(device=dev, dtype=dt)
-    generator.diffusion_sched.float()
-    generator.eval().requires_grad_(False)
-    template = MotionTemplate.from_dict(read_motion_template(template_path), source=f"motion template {template_path}")
+    generator.diffusion_sched.float()  # the schedule stays fp32 whatever the compute precision
+    template = read_motion_template(template_path)
     return MotionModel(generator=generator, template=template, device=dev, dtype=dt,
-                       paths={"motion_generator": str(motion_path), "motion_template": str(template_path)})
+                       paths={"motion_generator": str(generator_path), "motion_template": str(template_path)})
 
 
 def official_detector_dirs(root: str | os.PathLike) -> tuple[Path, Path] | None:
@@ -395,7 +397,7 @@ class ModelSet:
     """Everything one job needs, loaded once: renderer, motion generator and (humans) a face detector."""
 
     liveportrait: LivePortraitModels
-    motion: MotionModel | None
+    motion_model: MotionModel | None
     detector: Any = None
 
 
@@ -405,7 +407,7 @@ def load_models(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "fp32",
     detector: str = "auto",
-    need_motion: bool = True,
+    need_motion_model: bool = True,
     need_detector: bool = True,
     detector_range: str = "auto",
 ) -> ModelSet:
@@ -413,6 +415,6 @@ def load_models(
     detector (humans only; animals are not cropped by default)."""
     dev = resolve_device(device)
     lp = load_liveportrait(root, "animal" if animal else "human", dev, dtype)
-    motion = load_motion_model(root, dev) if need_motion else None
+    motion_model = load_motion_model(root, dev) if need_motion_model else None
     det = load_face_detector(root, dev, detector, detector_range) if need_detector and not animal else None
-    return ModelSet(liveportrait=lp, motion=motion, detector=det)
+    return ModelSet(liveportrait=lp, motion_model=motion_model, detector=det)

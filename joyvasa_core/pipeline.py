@@ -51,7 +51,7 @@ class AnimateOptions:
     preset: str = "web"
     reference: ReferenceOptions = field(default_factory=ReferenceOptions)
     sampling: SamplingOptions = field(default_factory=lambda: SamplingOptions(cfg_scale=4.0))
-    keypoints: KeypointOptions = field(default_factory=KeypointOptions.gradio_default)
+    keypoints: KeypointOptions = field(default_factory=KeypointOptions.web)
     paste_back: bool = True
     batch_size: int = 4
 
@@ -83,10 +83,10 @@ def animate_options(
         ref = ReferenceOptions(mode="animal")
         paste = False
     else:
-        kp = KeypointOptions.gradio_default() if web else KeypointOptions.cli_default()
+        kp = KeypointOptions.web() if web else KeypointOptions.cli()
         ref = ReferenceOptions(mode="human", crop="face" if web else "whole")
         paste = web
-    samp = SamplingOptions(cfg_scale=4.0 if web else 2.8)
+    sampling_options = SamplingOptions(cfg_scale=4.0 if web else 2.8)
     if crop is not None:
         if crop and animal:
             raise ValueError("animal mode has no face detector: give a box (reference crop 'box') to crop an animal")
@@ -96,14 +96,14 @@ def animate_options(
     if paste_back is not None:
         paste = paste_back
     if sampling:
-        samp = replace(samp, **sampling)
+        sampling_options = replace(sampling_options, **sampling)
     if keypoints:
         kp = replace(kp, **keypoints)
     if reference:
         ref = replace(ref, **reference)
     if batch_size < 1:
         raise ValueError(f"animate options: batch_size must be >= 1, got {batch_size}")
-    return AnimateOptions(mode="animal" if animal else "human", preset=preset, reference=ref, sampling=samp,
+    return AnimateOptions(mode="animal" if animal else "human", preset=preset, reference=ref, sampling=sampling_options,
                           keypoints=kp, paste_back=paste, batch_size=batch_size)
 
 
@@ -132,7 +132,7 @@ def extract_appearance(models: LivePortraitModels, reference: ReferenceFace, ind
     x = _image_tensor(face.crop256[None], models.device)
     with models.autocast():
         feature = models.appearance(x).float()
-        heads = models.motion(x)
+        heads = models.motion_extractor(x)
     info = keypoint_info_from_heads(heads)
     with models.autocast():
         compressed = models.warping.compress_source(feature).float()
@@ -265,7 +265,7 @@ def compute_target_keypoints(
     options: KeypointOptions | None = None, progress: Progress | None = None,
 ) -> TargetKeypoints:
     """ComputeTargetKeypoints: x_d of every frame, relative to motion frame 0 (joyvasa.md 5.3 / 5.4)."""
-    options = options or KeypointOptions.gradio_default()
+    options = options or KeypointOptions.web()
     progress = ensure_progress(progress)
     if appearance.batch_size != 1:
         raise FaceInputError(f"compute keypoints: one source face per job, the appearance holds "
@@ -287,7 +287,7 @@ def compute_target_keypoints(
         raise FaceInputError("compute keypoints: the motion has blinks / eye openness, which need the stitching and "
                              "retargeting network; load stitching_retargeting_module or remove the blinks.")
     composer = KeypointComposer(
-        source=appearance.info.to(dev), reference=_to(reference_frame(motion), dev), options=options,
+        source=appearance.info.to(dev), reference=_on_device(reference_frame(motion), dev), options=options,
         retargeting=models.stitching, source_lip_ratio=lip, source_eye_ratio=eye,
     )
     n = motion.n_frames
@@ -298,14 +298,14 @@ def compute_target_keypoints(
         if blinks:
             eye_open = motion.eye_open[start : start + KEYPOINT_CHUNK].to(dev, torch.float32)
             eye_delta = blink_delta(models.stitching, composer.x_s, eye, eye_open)
-        frames = _to(motion_frames(motion, start, start + KEYPOINT_CHUNK), dev)
+        frames = _on_device(motion_frames(motion, start, start + KEYPOINT_CHUNK), dev)
         out.append(composer(frames, eye_delta=eye_delta).x_d.float().cpu())
         progress.update(min(start + KEYPOINT_CHUNK, n), n)
     return TargetKeypoints(x_d=torch.cat(out), x_s=composer.x_s.float().cpu(), options=options, fps=motion.fps,
                            mode=appearance.mode)
 
 
-def _to(frames: MotionFrames, device: torch.device) -> MotionFrames:
+def _on_device(frames: MotionFrames, device: torch.device) -> MotionFrames:
     return MotionFrames(*(t.to(device=device, dtype=torch.float32) for t in (frames.exp, frames.scale, frames.t,
                                                                                frames.R)))
 
@@ -324,7 +324,7 @@ def paste_back_for(reference: ReferenceFace | None, index: int = 0, crop_size: i
 def render_frames(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
     paste_back: PasteBack | None = None, batch_size: int = 4, progress: Progress | None = None,
-    as_uint8: bool = False, start: int = 0, stop: int | None = None,
+    as_uint8: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Yield (n, H, W, 3) CPU frames, ``batch_size`` at a time: W and G on the chunk, then paste-back.
 
@@ -338,11 +338,10 @@ def render_frames(
     feature = appearance.feature.to(dev)
     compressed = None if appearance.compressed is None else appearance.compressed.to(dev)
     x_s = appearance.x_s.to(dev, torch.float32)
-    stop = keypoints.n_frames if stop is None else min(stop, keypoints.n_frames)
-    total = max(0, stop - start)
-    for lo in range(start, stop, batch_size):
+    total = keypoints.n_frames
+    for lo in range(0, total, batch_size):
         progress.check_cancel()
-        x_d = keypoints.x_d[lo : min(lo + batch_size, stop)].to(dev, torch.float32)
+        x_d = keypoints.x_d[lo : lo + batch_size].to(dev, torch.float32)
         with models.autocast():
             warped = models.warping(feature, kp_source=x_s, kp_driving=x_d, compressed=compressed)["out"]
             image = models.spade(warped)
@@ -354,7 +353,7 @@ def render_frames(
             if as_uint8:
                 frames = frames.mul(255).to(torch.uint8)  # truncation, as the reference's astype(uint8)
         yield frames.cpu()
-        progress.update(min(lo + batch_size, stop) - start, total)
+        progress.update(min(lo + batch_size, total), total)
 
 
 def _frame_size(models: LivePortraitModels, paste_back: PasteBack | None) -> tuple[int, int]:
@@ -382,9 +381,9 @@ def warp_and_render(
 ) -> torch.Tensor:
     """WarpAndRender: every frame at once, (N, H, W, 3) float in [0, 1] (the original image's size with paste-back,
     else the 512 crop). For long clips prefer :func:`render_frames`, which streams."""
-    pb = paste_back_for(reference, index, models.crop_size) if paste_back else None
-    chunks = render_frames(models, appearance, keypoints, pb, batch_size, progress)
-    return _gather(chunks, keypoints.n_frames, _frame_size(models, pb))
+    paster = paste_back_for(reference, index, models.crop_size) if paste_back else None
+    chunks = render_frames(models, appearance, keypoints, paster, batch_size, progress)
+    return _gather(chunks, keypoints.n_frames, _frame_size(models, paster))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -458,38 +457,6 @@ def prepare_animation(
         motion = sample_motion(motion_model, features, options.sampling, progress)
     keypoints = compute_target_keypoints(liveportrait, appearance, motion, options.keypoints)
     use_paste = options.paste_back and options.keypoints.stitching  # paste_back_for skips an uncropped source
-    pb = paste_back_for(reference, 0, liveportrait.crop_size) if use_paste else None
+    paster = paste_back_for(reference, 0, liveportrait.crop_size) if use_paste else None
     return Animation(reference=reference, appearance=appearance, audio=features, motion=motion, keypoints=keypoints,
-                     paste_back=pb, options=options)
-
-
-@dataclass(frozen=True, eq=False)
-class AnimationResult:
-    """Frames (N, H, W, 3) float in [0, 1] and the audio to play with them (ComfyUI IMAGE + AUDIO)."""
-
-    frames: torch.Tensor
-    audio: AudioFeatures | None
-    motion: MotionSequence
-    fps: int
-
-    def __repr__(self) -> str:
-        n, h, w = self.frames.shape[:3]
-        return f"AnimationResult({n} frames {w}x{h} @ {self.fps} fps, {self.motion!r})"
-
-
-def animate(
-    image: Any,
-    audio: Any,
-    liveportrait: LivePortraitModels,
-    motion_model: MotionModel | None = None,
-    detector: Any = None,
-    options: AnimateOptions | None = None,
-    motion: MotionSequence | None = None,
-    progress: Progress | None = None,
-    render_progress: Progress | None = None,
-) -> AnimationResult:
-    """The whole job in memory: image + speech -> frames. Paste-back (web preset) only applies to a cropped face
-    with stitching on, as in the reference; otherwise the frames are the 512 crop."""
-    job = prepare_animation(image, audio, liveportrait, motion_model, detector, options, motion, progress)
-    frames = job.render(liveportrait, render_progress)
-    return AnimationResult(frames=frames, audio=job.audio, motion=job.motion, fps=job.fps)
+                     paste_back=paster, options=options)

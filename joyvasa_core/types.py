@@ -132,14 +132,14 @@ class TargetKeypoints:
         return self.n_frames
 
     def __repr__(self) -> str:
-        o = self.options
+        opts = self.options
         parts = [
             f"{self.n_frames} frames @ {self.fps} fps",
             self.mode,
-            "hull multiplier" if o.uses_hull_multiplier else "no hull multiplier",
-            "stitching" if o.stitching else "no stitching",
-            "lip normalisation" if o.normalize_lip and o.relative_motion else "no lip normalisation",
-            f"multiplier {o.driving_multiplier:g}",
+            "hull multiplier" if opts.uses_hull_multiplier else "no hull multiplier",
+            "stitching" if opts.stitching else "no stitching",
+            "lip normalisation" if opts.normalize_lip and opts.relative_motion else "no lip normalisation",
+            f"multiplier {opts.driving_multiplier:g}",
         ]
         return f"TargetKeypoints({', '.join(parts)})"
 
@@ -153,7 +153,7 @@ class LivePortraitModels:
     """
 
     appearance: nn.Module
-    motion: nn.Module
+    motion_extractor: nn.Module
     warping: nn.Module
     spade: nn.Module
     stitching: nn.Module | None

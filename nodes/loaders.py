@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import comfy.model_management
 
-from ..joyvasa_core.checkpoints.joyvasa import MOTION_FILE, TEMPLATE_FILE
+from ..joyvasa_core.checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE
 from ..joyvasa_core.errors import CheckpointError
 from ..joyvasa_core.models import (
     bundled_face_detector,
@@ -102,7 +102,7 @@ class JoyVASAMotionModelLoader:
         templates = list_files(JOYVASA, TEMPLATE_EXTS)
         return {
             "required": {
-                "checkpoint": (ckpts, {"tooltip": f"{MOTION_FILE} in models/{JOYVASA}."}),
+                "checkpoint": (ckpts, {"tooltip": f"{GENERATOR_FILE} in models/{JOYVASA}."}),
                 "template": (templates, {"tooltip": f"{TEMPLATE_FILE} (the motion statistics) in models/{JOYVASA}."}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
                 "dtype": (["fp32", "fp16", "bf16"], {"default": "fp32", "tooltip": "precision of the diffusion "
@@ -112,7 +112,7 @@ class JoyVASAMotionModelLoader:
 
     def load(self, checkpoint: str, template: str, device: str, dtype: str):
         with node_errors("JoyVASA Motion Generator Loader"):
-            return (load_motion_model(None, comfy_device(device), dtype, motion_path=model_path(JOYVASA, checkpoint),
+            return (load_motion_model(None, comfy_device(device), dtype, generator_path=model_path(JOYVASA, checkpoint),
                                       template_path=model_path(JOYVASA, template)),)
 
 

@@ -13,12 +13,13 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from checkpoint_writers import save_official_checkpoint, write_motion_template
 from fixture_support import fill_module, load_fixture
 from motion_support import build_model, config_from_meta
 
-from joyvasa_core.checkpoints.joyvasa import write_motion_template
-from joyvasa_core.checkpoints.liveportrait import SLOTS, STITCHING, save_community_safetensors, save_official_checkpoint
+from joyvasa_core.checkpoints.liveportrait import save_community_safetensors
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks
+from joyvasa_core.liveportrait.slots import BASE_SLOTS, STITCHING
 
 LP_SMALL = "liveportrait_small.safetensors"
 MOTION_SMALL = "joyvasa_small.safetensors"
@@ -41,7 +42,7 @@ def write_liveportrait(root: Path, layout: str = "official", animal: bool = Fals
     if layout == "official":
         base = root / ("liveportrait_animals/base_models_v1.1" if animal else "liveportrait/base_models")
         base.mkdir(parents=True, exist_ok=True)
-        for slot in SLOTS[:4]:
+        for slot in BASE_SLOTS:
             save_official_checkpoint(nets[slot].state_dict(), base / f"{slot}.pth", slot)
         retarget = root / "liveportrait" / "retargeting_models"
         retarget.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,7 @@ def write_liveportrait(root: Path, layout: str = "official", animal: bool = Fals
         lp = root / "liveportrait"
         base = lp / "animal" if animal else lp
         base.mkdir(parents=True, exist_ok=True)
-        for slot in SLOTS[:4]:
+        for slot in BASE_SLOTS:
             save_community_safetensors(nets[slot].state_dict(), base / f"{slot}.safetensors", slot)
         save_community_safetensors(nets[STITCHING].state_dict(), lp / f"{STITCHING}.safetensors", STITCHING)
         cfg_dir = base

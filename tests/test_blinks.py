@@ -118,6 +118,6 @@ def test_blinks_move_only_the_eyes_through_the_retargeting_network(lp_models, sp
         [[*eye_ratio[0].tolist(), c_s]]))).reshape(21, 3)
     assert torch.allclose(delta[i, list(EYE_KEYPOINTS)], want[list(EYE_KEYPOINTS)], atol=1e-6)
     # With stitching (the web preset) open frames still match exactly.
-    web = KeypointOptions.gradio_default()
+    web = KeypointOptions.web()
     assert torch.equal(compute_target_keypoints(lp_models, appearance, motion, web).x_d[~closed],
                        compute_target_keypoints(lp_models, appearance, speech, web).x_d[~closed])

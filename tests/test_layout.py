@@ -47,3 +47,51 @@ def test_pack_metadata_is_registry_ready():
     names = {r.split(">")[0].split("=")[0].split("<")[0].lower() for r in reqs}
     assert not names & {"torch", "torchvision", "torchaudio"}, "ComfyUI-Manager must never touch torch"
     assert {n.split(">")[0] for n in project["dependencies"]} == {r.split(">")[0] for r in reqs}
+
+
+DOMAIN_PACKAGES = ("motion", "liveportrait", "audio", "face")
+# Modules of joyvasa_core a domain package may never import: the file readers, the orchestration, the front ends.
+DOMAIN_FORBIDDEN = ("checkpoints", "pipeline", "cli", "models")
+
+
+def _core_imports(path: Path, package: tuple[str, ...]) -> set[str]:
+    """The ``joyvasa_core`` submodules a file of ``joyvasa_core.<package>`` imports (relative, absolute or inside a
+    function), as dotted names below ``joyvasa_core``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(package[: len(package) - node.level + 1])
+                target = base + (node.module.split(".") if node.module else [])
+                names = [".".join(target)] if node.module else [".".join(target + [a.name]) for a in node.names]
+                found.update(names)
+            elif node.module and node.module.startswith("joyvasa_core."):
+                found.add(node.module.removeprefix("joyvasa_core."))
+        elif isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("joyvasa_core.") for a in node.names if a.name.startswith("joyvasa_core."))
+    return found
+
+
+def _forbidden_imports(path: Path) -> list[str]:
+    package = path.relative_to(REPO / "joyvasa_core").parent.parts if path.is_relative_to(REPO) else ("motion",)
+    return sorted(m for m in _core_imports(path, package) if m.split(".")[0] in DOMAIN_FORBIDDEN)
+
+
+def test_domain_packages_never_import_readers_pipeline_or_cli():
+    files = [p for pkg in DOMAIN_PACKAGES for p in sorted((REPO / "joyvasa_core" / pkg).rglob("*.py"))]
+    assert len(files) > 20
+    offenders = {str(p.relative_to(REPO)): _forbidden_imports(p) for p in files}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert offenders == {}, f"motion/, liveportrait/, audio/ and face/ must not import {DOMAIN_FORBIDDEN}: {offenders}"
+
+
+def test_the_domain_rule_catches_relative_and_lazy_imports(tmp_path):
+    probe = tmp_path / "probe.py"  # read as a module of joyvasa_core.motion
+    probe.write_text(
+        "def f():\n    from ..checkpoints.joyvasa import read_motion_template\n"
+        "from .. import pipeline\nimport joyvasa_core.cli\nfrom .template import MotionTemplate\n"
+        "from ..face.reference import ReferenceFace\n",
+        encoding="utf-8",
+    )
+    assert _forbidden_imports(probe) == ["checkpoints.joyvasa", "cli", "pipeline"]

@@ -9,33 +9,27 @@ import pickle
 
 import pytest
 import torch
+from checkpoint_writers import save_official_checkpoint, to_official_layout
 from fixture_support import fill_module, fixture_dir, load_fixture
 
 from joyvasa_core.checkpoints.files import read_checkpoint, sniff_format
+from joyvasa_core.checkpoints.identify import MOTION_GENERATOR, identify_state_dict
 from joyvasa_core.checkpoints.liveportrait import (
-    APPEARANCE,
-    JOYVASA_MOTION,
-    SLOTS,
-    SPADE,
-    STITCHING,
-    WARPING,
     build_liveportrait_module,
-    guess_variant,
-    identify_state_dict,
     load_liveportrait_state_dict,
     normalize_stitching_state_dict,
     save_community_safetensors,
-    save_official_checkpoint,
     to_community_layout,
-    to_official_layout,
 )
 from joyvasa_core.errors import CheckpointError
+from joyvasa_core.liveportrait import SLOT_SPECS, LivePortraitConfig
 from joyvasa_core.liveportrait.appearance import AppearanceFeatureExtractor
-from joyvasa_core.liveportrait.config import LivePortraitConfig
+from joyvasa_core.liveportrait.slots import APPEARANCE, MOTION_EXTRACTOR, SLOTS, SPADE, STITCHING, WARPING
 from joyvasa_core.liveportrait.spade import SPADEDecoder
 from joyvasa_core.liveportrait.stitching import StitchingRetargetingNetwork
 
 SMALL = "liveportrait_small.safetensors"
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _manifest(name: str) -> dict:
@@ -46,19 +40,13 @@ def _manifest(name: str) -> dict:
 
 def _small_module(slot: str) -> torch.nn.Module:
     """A reduced-width network of ``slot`` filled by the fixture rule (fast; the point here is the file format)."""
-    from joyvasa_core.checkpoints.liveportrait import _network_class
-
     f = load_fixture(SMALL)
-    cls, _, attr = _network_class(slot)
-    module = cls(getattr(LivePortraitConfig.from_dict(f.meta["config"]), attr))
+    module = SLOT_SPECS[slot].network(LivePortraitConfig.from_dict(f.meta["config"]).of(slot))
     return fill_module(module, f.meta["fill"]["seed"], f.meta["fill"]["skip"][slot], f.meta["state_dict"][slot])
 
 
 def _small_config(slot: str):
-    from joyvasa_core.checkpoints.liveportrait import _network_class
-
-    _, _, attr = _network_class(slot)
-    return getattr(LivePortraitConfig.from_dict(load_fixture(SMALL).meta["config"]), attr)
+    return LivePortraitConfig.from_dict(load_fixture(SMALL).meta["config"]).of(slot)
 
 
 def _assert_identical(a: dict, b: dict) -> None:
@@ -88,7 +76,7 @@ def test_liveportrait_stitching_round_trip_official_community_official(tmp_path)
     raw = torch.load(pth, weights_only=True)
     _assert_identical(raw, official)
 
-    flat = load_liveportrait_state_dict(pth, "stitching")
+    flat = load_liveportrait_state_dict(pth, STITCHING)
     assert sorted(flat) == sorted(manifest["layouts"]["flattened"])
     community = tmp_path / "stitching_retargeting_module.safetensors"
     save_community_safetensors(raw, community)
@@ -108,7 +96,7 @@ def test_liveportrait_stitching_accepts_three_layouts(tmp_path):
         _assert_identical(normalize_stitching_state_dict(obj), dict(flat))
         path = tmp_path / f"{name}.pth"
         torch.save(obj, path)
-        built = build_liveportrait_module("S", path, config=_small_config(STITCHING))
+        built = build_liveportrait_module(STITCHING, path, config=_small_config(STITCHING))
         _assert_identical(built.state_dict(), dict(flat))
 
 
@@ -121,12 +109,12 @@ def test_liveportrait_official_config_round_trip(tmp_path):
     pth = tmp_path / "appearance_feature_extractor.pth"
     save_official_checkpoint(sd, pth, APPEARANCE)
     st = tmp_path / "appearance_feature_extractor.safetensors"
-    save_community_safetensors(load_liveportrait_state_dict(pth, "F"), st, slot="F")
+    save_community_safetensors(load_liveportrait_state_dict(pth, APPEARANCE), st, slot=APPEARANCE)
     pth2 = tmp_path / "again.pth"
     save_official_checkpoint(read_checkpoint(st), pth2, APPEARANCE)
     _assert_identical(torch.load(pth2, weights_only=True), torch.load(pth, weights_only=True))
     for path in (pth, st):
-        built = build_liveportrait_module("appearance", path)
+        built = build_liveportrait_module(APPEARANCE, path)
         _assert_identical(built.state_dict(), dict(sd))
         assert built.checkpoint_info.slot == APPEARANCE and not built.training
 
@@ -140,7 +128,7 @@ def test_liveportrait_half_stored_safetensors_load_and_run(tmp_path, half):
     path = tmp_path / "spade_generator.safetensors"
     save_community_safetensors({k: v.to(half) if v.is_floating_point() else v for k, v in widened.items()}, path)
     assert read_checkpoint(path)["fc.weight"].dtype == half
-    g = build_liveportrait_module("G", path, config=_small_config(SPADE), variant="animal_v1.1")
+    g = build_liveportrait_module(SPADE, path, config=_small_config(SPADE), variant="animal_v1.1")
     assert isinstance(g, SPADEDecoder) and g.fc.weight.dtype == torch.float32
     assert g.checkpoint_info.variant == "animal_v1.1"
     x = torch.rand(1, _small_config(SPADE).input_channels, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -156,7 +144,7 @@ def test_liveportrait_identifies_every_manifest():
         "liveportrait_motion_extractor": "motion_extractor",
         "liveportrait_warping_module": WARPING,
         "liveportrait_spade_generator": SPADE,
-        "joyvasa_motion_generator": JOYVASA_MOTION,
+        "joyvasa_motion_generator": MOTION_GENERATOR,
     }
     for name, kind in names.items():
         keys = _manifest(name)["keys"]
@@ -166,14 +154,12 @@ def test_liveportrait_identifies_every_manifest():
     assert identify_state_dict(nested) == STITCHING
     assert identify_state_dict({k: torch.empty(0) for k in stitching["flattened"]}) == STITCHING
     assert identify_state_dict({"foo.weight": torch.empty(0)}) == "unknown"
-    assert set(SLOTS) == {APPEARANCE, "motion_extractor", WARPING, SPADE, STITCHING}
+    assert set(SLOTS) == {APPEARANCE, MOTION_EXTRACTOR, WARPING, SPADE, STITCHING}
 
 
-def test_liveportrait_variant_guess_from_release_folders():
-    assert guess_variant("pretrained_weights/liveportrait/base_models/warping_module.pth") == "human"
-    assert guess_variant("pretrained_weights/liveportrait_animals/base_models/warping_module.pth") == "animal_v1.0"
-    assert guess_variant("liveportrait_animals/base_models_v1.1/warping_module.pth") == "animal_v1.1"
-    assert guess_variant("models/liveportrait/animal/warping_module.safetensors") == "animal_v1.0"
+def test_liveportrait_unknown_variant_or_slot_is_refused():
+    with pytest.raises(ValueError, match="slot"):
+        load_liveportrait_state_dict("x.pth", "warp")
     with pytest.raises(ValueError, match="variant"):
         load_liveportrait_state_dict("x.pth", WARPING, variant="dog")
 
@@ -333,3 +319,24 @@ def test_liveportrait_format_is_sniffed_not_guessed_from_extension(tmp_path):
     assert (sniff_format(a), sniff_format(b)) == ("safetensors", "torch-zip")
     _assert_identical(load_liveportrait_state_dict(a, STITCHING), dict(sd))
     _assert_identical(load_liveportrait_state_dict(b, STITCHING), dict(sd))
+
+
+def test_liveportrait_convert_tool_writes_community_files(tmp_path):
+    """tools/convert_liveportrait.py: official nested stitching -> flat safetensors; slot from stem or contents."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_liveportrait", REPO / "tools" / "convert_liveportrait.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    stitching = _small_module(STITCHING).state_dict()
+    spade = _small_module(SPADE).state_dict()
+    save_official_checkpoint(stitching, tmp_path / f"{STITCHING}.pth", STITCHING)
+    save_official_checkpoint(spade, tmp_path / "renamed.pth", SPADE)
+    out = tmp_path / "community"
+    assert tool.main([str(tmp_path / f"{STITCHING}.pth"), str(tmp_path / "renamed.pth"), "--out", str(out)]) == 0
+    _assert_identical(read_checkpoint(out / f"{STITCHING}.safetensors"), dict(stitching))
+    _assert_identical(read_checkpoint(out / f"{SPADE}.safetensors"), dict(spade))
+    before = (out / f"{SPADE}.safetensors").read_bytes()
+    assert tool.main([str(tmp_path / "renamed.pth"), "--out", str(out)]) == 1
+    assert (out / f"{SPADE}.safetensors").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == [f"{SPADE}.safetensors", f"{STITCHING}.safetensors"]

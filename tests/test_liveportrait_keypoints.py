@@ -30,7 +30,7 @@ from joyvasa_core.keypoints import (
     lip_retarget_delta,
     rotation_matrix,
 )
-from joyvasa_core.liveportrait.config import LivePortraitConfig
+from joyvasa_core.liveportrait import LivePortraitConfig
 from joyvasa_core.liveportrait.stitching import StitchingRetargetingNetwork
 
 FILES = ["liveportrait_small.safetensors", "liveportrait_full.safetensors"]
@@ -322,11 +322,11 @@ def test_liveportrait_hull_volume_random_vs_brute_force():
 
 
 def test_liveportrait_keypoint_options_presets():
-    cli = KeypointOptions.cli_default()
+    cli = KeypointOptions.cli()
     assert (cli.relative_motion, cli.stitching, cli.normalize_lip, cli.driving_multiplier) == (False, False, False,
                                                                                               1.1)
     assert not cli.uses_hull_multiplier
-    gradio = KeypointOptions.gradio_default()
+    gradio = KeypointOptions.web()
     assert gradio.uses_hull_multiplier and gradio.stitching and gradio.normalize_lip
     assert gradio.driving_multiplier == 1.0
     animal = KeypointOptions.animal()

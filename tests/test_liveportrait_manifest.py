@@ -9,9 +9,10 @@ import json
 
 import pytest
 import torch
+from checkpoint_writers import to_official_layout
 from fixture_support import fixture_dir, load_fixture
 
-from joyvasa_core.checkpoints.liveportrait import to_community_layout, to_official_layout
+from joyvasa_core.checkpoints.liveportrait import to_community_layout
 from joyvasa_core.liveportrait import (
     AppearanceConfig,
     AppearanceFeatureExtractor,
@@ -117,7 +118,7 @@ def test_liveportrait_config_reads_fixture_config(name: str) -> None:
     cfg = LivePortraitConfig.from_dict(meta)
     sections = {
         "appearance_feature_extractor_params": cfg.appearance,
-        "motion_extractor_params": cfg.motion,
+        "motion_extractor_params": cfg.motion_extractor,
         "warping_module_params": cfg.warping,
         "dense_motion_params": cfg.warping.dense_motion,
         "spade_generator_params": cfg.spade,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from fixture_support import assert_close, assert_stats, fill_module, fill_rule, load_fixture
 
-from joyvasa_core.keypoints import keypoint_info_from_heads
+from joyvasa_core.keypoints import apply_stitching, keypoint_info_from_heads
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks
 from joyvasa_core.liveportrait.spade import SpectralNormConv2d
 
@@ -158,7 +158,7 @@ def test_liveportrait_stitching_parity(chain: Chain) -> None:
             s.stitch(fx["S.in.x_s"], fx["S.in.x_d"]), fx["S.out.stitch_delta"], atol=ATOL_MLP, name="S.out.stitch_delta"
         )
         assert_close(
-            s.apply_stitching(fx["S.in.x_s"], fx["S.in.x_d"]),
+            apply_stitching(fx["S.in.x_s"], fx["S.in.x_d"], s),
             fx["S.out.x_d_stitched"],
             atol=ATOL_MLP,
             name="S.out.x_d_stitched",
@@ -186,11 +186,11 @@ def test_liveportrait_warping_batched_frames_match_single(small_chain: Chain) ->
     w = small_chain.nets["warping_module"]
     kp_d = torch.cat([fx["kp.a.x_d"][-1:], fx["kp.b.x_d"][-1:]])
     with torch.no_grad():
-        batched = w(small_chain.feature, fx["M.x_s"], kp_d)
-        expanded = w(small_chain.feature.expand(len(kp_d), -1, -1, -1, -1), fx["M.x_s"], kp_d)
-        repeated = w(small_chain.feature.repeat(len(kp_d), 1, 1, 1, 1), fx["M.x_s"], kp_d)
+        batched = w(small_chain.feature, kp_source=fx["M.x_s"], kp_driving=kp_d)
+        expanded = w(small_chain.feature.expand(len(kp_d), -1, -1, -1, -1), kp_source=fx["M.x_s"], kp_driving=kp_d)
+        repeated = w(small_chain.feature.repeat(len(kp_d), 1, 1, 1, 1), kp_source=fx["M.x_s"], kp_driving=kp_d)
         for i in range(len(kp_d)):
-            single = w(small_chain.feature, fx["M.x_s"], kp_d[i : i + 1])
+            single = w(small_chain.feature, kp_source=fx["M.x_s"], kp_driving=kp_d[i : i + 1])
             for key in ("occlusion_map", "deformation", "out"):
                 assert_close(batched[key][i : i + 1], single[key], atol=1e-5, name=f"batched {key}[{i}]")
                 assert_close(expanded[key][i : i + 1], single[key], atol=1e-5, name=f"expanded {key}[{i}]")

@@ -12,17 +12,14 @@ import sys
 import numpy as np
 import pytest
 import torch
+from checkpoint_writers import write_motion_template
 from fixture_support import fixture_path, load_fixture
 from safetensors.torch import save_file
 
 from joyvasa_core.audio.encoder import build_hubert, hubert_config, remap_pos_conv_weight_norm
-from joyvasa_core.checkpoints.joyvasa import (
-    TEMPLATE_KEYS,
-    read_motion_checkpoint,
-    read_motion_template,
-    write_motion_template,
-)
+from joyvasa_core.checkpoints.joyvasa import read_motion_checkpoint, read_motion_template, read_template_stats
 from joyvasa_core.errors import CheckpointError
+from joyvasa_core.motion.template import TEMPLATE_KEYS
 
 POS_CONV = "audio_encoder.encoder.pos_conv_embed.conv."
 LEGACY = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
@@ -214,7 +211,7 @@ def test_motion_template_round_trip(tmp_path, protocol):
     stats = _fixture_template()
     assert set(TEMPLATE_KEYS) <= set(stats)
     path = write_motion_template(stats, tmp_path / "motion_template.pkl", protocol=protocol)
-    back = read_motion_template(path)
+    back = read_template_stats(path)
     assert set(back) == set(stats)
     for key, value in stats.items():
         assert back[key].dtype == np.float32
@@ -229,7 +226,7 @@ def test_motion_template_numpy1_pickle(tmp_path):
     assert b"numpy.core.multiarray" in data and b"numpy._core" not in data
     path = tmp_path / "motion_template.pkl"
     path.write_bytes(data)
-    back = read_motion_template(path)
+    back = read_template_stats(path)
     np.testing.assert_array_equal(back["mean_exp"], stats["mean_exp"])
     assert float(back["abs_max_scale"]) == float(stats["max_scale"].item())
 

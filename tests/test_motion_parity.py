@@ -10,7 +10,7 @@ from fixture_support import assert_close, fill_rule, fixture_path, load_fixture
 from motion_support import MOTION_FIXTURES, build_model, model_for, options_from, template_from, wave_from
 
 from joyvasa_core.motion.generator import MotionGenerator
-from joyvasa_core.motion.sampler import NoiseStream, generate_motion, plan_windows, sample_motion, window_audio
+from joyvasa_core.motion.sampler import NoiseStream, generate_motion, plan_windows, sample_coefficients, window_audio
 from joyvasa_core.motion.schedulers import SCHEDULE_KEYS, DDPMAncestralScheduler, cosine_schedule
 from joyvasa_core.motion.sequence import MotionSequence
 
@@ -145,7 +145,7 @@ def test_motion_audio_features_parity(name):
     fx = load_fixture(name)
     model = build_model(name)
     for i in range(fx.meta["n_windows"]):
-        hidden, feat = model.encode_audio(fx[f"seq.win{i}.audio_in"])
+        hidden, feat = model.encode_audio_window(fx[f"seq.win{i}.audio_in"])
         assert_close(hidden, fx[f"seq.win{i}.hubert_hidden"], TOL_HUBERT, name=f"window {i} hubert_hidden")
         assert_close(feat, fx[f"seq.win{i}.audio_feat"], TOL_FEAT, name=f"window {i} audio_feat")
 
@@ -164,7 +164,7 @@ def test_motion_sequence_parity(name, pe):
         windows[index] = (motion.clone(), feat.clone())
 
     options = options_from(meta)
-    coef = sample_motion(model, wave_from(fx), options, on_window=keep)
+    coef = sample_coefficients(model, wave_from(fx), options, on_window=keep)
     assert sorted(windows) == list(range(meta["n_windows"]))
     for i, (motion, feat) in windows.items():
         assert_close(feat, fx[f"seq.win{i}.audio_feat"], TOL_FEAT, name=f"window {i} audio_feat")

@@ -27,7 +27,7 @@ from joyvasa_core.motion.sampler import (
     encode_windows,
     generate_motion,
     plan_windows,
-    sample_motion,
+    sample_coefficients,
 )
 
 SMALL = "joyvasa_small.safetensors"
@@ -73,21 +73,22 @@ def test_motion_window_features_bit_identical(fx, model):
     """Motion from precomputed features equals the in-sampler path bit for bit, window features included."""
     options = options_from(fx.meta)
     seen: dict[int, torch.Tensor] = {}
-    plain = sample_motion(model, wave_from(fx), options, on_window=lambda i, _m, a: seen.__setitem__(i, a.clone()))
+    plain = sample_coefficients(model, wave_from(fx), options,
+                                on_window=lambda i, _m, a: seen.__setitem__(i, a.clone()))
     features = encode_windows(model, wave_from(fx), options.leading_silence)
     assert sorted(seen) == list(range(fx.meta["n_windows"]))
     for i, feat in seen.items():
         assert torch.equal(features[:, i], feat), f"window {i}"
-    assert torch.equal(sample_motion(model, wave_from(fx), options, window_features=features), plain)
-    assert torch.equal(sample_motion(model, wave_from(fx), options, window_features=features[0]), plain)
+    assert torch.equal(sample_coefficients(model, wave_from(fx), options, window_features=features), plain)
+    assert torch.equal(sample_coefficients(model, wave_from(fx), options, window_features=features[0]), plain)
     template = template_from(fx)
     seq = generate_motion(model, wave_from(fx), template, options, window_features=features)
     assert torch.equal(seq.coef, generate_motion(model, wave_from(fx), template, options).coef)
     # Other padding and lag compensation: the features follow the padding, the lag trim does not touch them.
     quiet = options_from(fx.meta, leading_silence=False, lag_compensation=True)
     quiet_features = encode_windows(model, wave_from(fx), leading_silence=False)
-    assert torch.equal(sample_motion(model, wave_from(fx), quiet, window_features=quiet_features),
-                       sample_motion(model, wave_from(fx), quiet))
+    assert torch.equal(sample_coefficients(model, wave_from(fx), quiet, window_features=quiet_features),
+                       sample_coefficients(model, wave_from(fx), quiet))
 
 
 def test_motion_window_features_batched(fx, model):
@@ -101,9 +102,9 @@ def test_motion_window_features_batched(fx, model):
     assert features.shape[0] == 2
     assert_close(features[1:], encode_windows(model, other, options.leading_silence), TOL_FEAT, name="batch item")
     with hubert_calls(model) as calls:
-        reused = sample_motion(model, batch, options, window_features=features)
+        reused = sample_coefficients(model, batch, options, window_features=features)
     assert not calls
-    assert torch.equal(reused, sample_motion(model, batch, options))
+    assert torch.equal(reused, sample_coefficients(model, batch, options))
 
 
 def test_motion_other_seed_reuses_features_without_hubert(fx, model):
@@ -113,13 +114,13 @@ def test_motion_other_seed_reuses_features_without_hubert(fx, model):
     with hubert_calls(model) as calls:
         features = encode_windows(model, wave_from(fx), options.leading_silence)
         assert len(calls) == n_windows
-        first = sample_motion(model, wave_from(fx), options, window_features=features)
-        second = sample_motion(model, wave_from(fx), options_from(fx.meta, seed=options.seed + 1),
+        first = sample_coefficients(model, wave_from(fx), options, window_features=features)
+        second = sample_coefficients(model, wave_from(fx), options_from(fx.meta, seed=options.seed + 1),
                                window_features=features)
-        third = sample_motion(model, wave_from(fx), options_from(fx.meta, cfg_scale=options.cfg_scale + 1.0),
+        third = sample_coefficients(model, wave_from(fx), options_from(fx.meta, cfg_scale=options.cfg_scale + 1.0),
                               window_features=features)
         assert len(calls) == n_windows
-        fallback = sample_motion(model, wave_from(fx), options_from(fx.meta, seed=options.seed + 1))
+        fallback = sample_coefficients(model, wave_from(fx), options_from(fx.meta, seed=options.seed + 1))
         assert len(calls) == 2 * n_windows
     assert float((first - second).abs().mean()) > 0.1
     assert float((first - third).abs().max()) > 1e-3
@@ -139,17 +140,17 @@ def test_motion_mismatched_window_features_are_clear(fx, model):
     }
     for what, bad in wrong.items():
         with pytest.raises(AudioInputError, match="precomputed audio features") as err:
-            sample_motion(model, wave, options, window_features=bad)
+            sample_coefficients(model, wave, options, window_features=bad)
         assert str(tuple(bad.shape)) in str(err.value), what
         assert f"{cfg.n_motions} frames" in str(err.value), what
     with pytest.raises(AudioInputError, match="float tensor"):
-        sample_motion(model, wave, options, window_features=features.to(torch.int64))
+        sample_coefficients(model, wave, options, window_features=features.to(torch.int64))
     # Features of a shorter clip (fewer windows) do not fit this audio either.
     plan = plan_windows(wave.shape[-1], cfg.samples_per_frame, cfg.n_motions, options.leading_silence)
     if plan.n_windows > 1:
         short = wave[: cfg.samples_per_frame * cfg.n_motions // 2]
         with pytest.raises(AudioInputError, match=f"{plan.n_windows} window"):
-            sample_motion(model, wave, options, window_features=encode_windows(model, short))
+            sample_coefficients(model, wave, options, window_features=encode_windows(model, short))
 
 
 def test_motion_encode_windows_progress_and_cancel(fx, model):

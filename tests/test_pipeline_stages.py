@@ -15,10 +15,10 @@ from fixture_support import assert_close, fixture_path, load_fixture
 from model_folders import LP_SMALL, MOTION_SMALL, write_joyvasa, write_liveportrait
 from motion_support import audio_config_from_meta, config_from_meta, options_from, template_from
 
-from joyvasa_core.checkpoints.liveportrait import STITCHING
 from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import KeypointComposer, KeypointOptions, MotionFrames
+from joyvasa_core.liveportrait.slots import STITCHING
 from joyvasa_core.models import find_joyvasa_files, find_liveportrait_files, load_liveportrait, load_motion_model
 from joyvasa_core.motion.sequence import MotionSequence
 from joyvasa_core.pipeline import (
@@ -133,8 +133,8 @@ def test_pipeline_keypoints_match_reference_recipes(lp_models):
     assert_close(appearance.x_s, fx["M.x_s"], atol=ATOL_M_INFO, name="appearance.x_s")
     motion = _fixture_motion(fx)
     meta = fx.meta
-    recipe_b = KeypointOptions.from_flags(meta["recipe_b"], KeypointOptions.gradio_default())
-    recipe_a = KeypointOptions.from_flags(meta["recipe_a"], KeypointOptions.cli_default())
+    recipe_b = KeypointOptions.from_flags(meta["recipe_b"], KeypointOptions.web())
+    recipe_a = KeypointOptions.from_flags(meta["recipe_a"], KeypointOptions.cli())
     with_lip = replace(appearance, lip_ratio=torch.tensor([[meta["recipe_b"]["lip_ratio_c_s"]]]))
     kp_b = compute_target_keypoints(lp_models, with_lip, motion, recipe_b)
     kp_a = compute_target_keypoints(lp_models, appearance, motion, recipe_a)
@@ -180,7 +180,7 @@ def composed(models_dir, lp_models, motion_model):
     appearance = extract_appearance(lp_models, ref)
     audio = encode_audio(wave, motion_model)
     motion = sample_motion(motion_model, audio, options_from(motion_fx.meta))
-    keypoints = compute_target_keypoints(lp_models, appearance, motion, KeypointOptions.gradio_default())
+    keypoints = compute_target_keypoints(lp_models, appearance, motion, KeypointOptions.web())
     return ref, appearance, audio, motion, keypoints, motion_fx.meta["audio"]
 
 
@@ -325,11 +325,11 @@ def test_motion_model_loads_from_explicit_files_with_any_name(models_dir, motion
     shutil.copy(motion.parent / "joyvasa_config.json", tmp_path / "joyvasa_config.json")
     stats = tmp_path / "stats.pkl"
     shutil.copy(template, stats)
-    loaded = load_motion_model(None, device="cpu", pe_mode=motion_model.generator.pe_mode, motion_path=renamed,
+    loaded = load_motion_model(None, device="cpu", pe_mode=motion_model.generator.pe_mode, generator_path=renamed,
                                template_path=stats)
     assert loaded.paths == {"motion_generator": str(renamed), "motion_template": str(stats)}
     ours, theirs = loaded.generator.state_dict(), motion_model.generator.state_dict()
     assert list(ours) == list(theirs)
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
     with pytest.raises(CheckpointError, match="motion_template"):
-        load_motion_model(tmp_path / "nowhere", device="cpu", motion_path=renamed)
+        load_motion_model(tmp_path / "nowhere", device="cpu", generator_path=renamed)

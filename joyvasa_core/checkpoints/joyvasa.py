@@ -1,4 +1,5 @@
-"""JoyVASA's own files: the motion generator checkpoint and the motion template pickle.
+"""JoyVASA's own files, read into their domain objects: the motion generator checkpoint (a ``MotionGenerator``) and
+the motion template pickle (a ``MotionTemplate``).
 
 ``motion_generator_hubert_chinese.pt`` is a torch pickle ``{"args": argparse.Namespace, "model": state dict,
 "iter": int}`` whose args hold ``pathlib.PosixPath`` values (``WindowsPath`` in files saved on Windows); both are
@@ -18,14 +19,19 @@ import os
 import pathlib
 import pickle
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
+from transformers import HubertConfig
 
 from ..audio.encoder import remap_pos_conv_weight_norm
 from ..errors import CheckpointError
-from ..motion.template import REQUIRED_KEYS
+from ..liveportrait.slots import SLOTS
+from ..motion.config import MotionGeneratorConfig
+from ..motion.generator import MotionGenerator
+from ..motion.template import TEMPLATE_KEYS, MotionTemplate
 from .files import (
     HARMLESS_GLOBALS,
     PICKLE,
@@ -37,9 +43,9 @@ from .files import (
     require_tensor_dict,
     sniff_format,
 )
-from .liveportrait import HUBERT, JOYVASA_MOTION, LABELS, SLOTS, UNKNOWN, identify_state_dict
+from .identify import HUBERT, LABELS, MOTION_GENERATOR, UNKNOWN, identify_state_dict
 
-MOTION_FILE = "motion_generator_hubert_chinese.pt"
+GENERATOR_FILE = "motion_generator_hubert_chinese.pt"
 TEMPLATE_FILE = "motion_template.pkl"
 
 # Python 3.13 moved the path classes into pathlib._local; files pickled there name that module.
@@ -49,9 +55,8 @@ MOTION_CHECKPOINT_GLOBALS: tuple[Any, ...] = HARMLESS_GLOBALS + (
     (pathlib.PurePosixPath, "pathlib._local.PurePosixPath"),
     (pathlib.PureWindowsPath, "pathlib._local.PureWindowsPath"),
 )
-
-# The statistics inference reads (spec 2.8); the file holds 45 keys, the rest are training-only.
-TEMPLATE_KEYS: tuple[str, ...] = REQUIRED_KEYS
+# Audio encoders of the released checkpoints; the official loader builds HuBERT for each of these names.
+SUPPORTED_AUDIO_MODELS = ("hubert_zh", "hubert_zh_ori", "hubert")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -71,17 +76,17 @@ def read_motion_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dic
     if probe == "template":
         raise CheckpointError(
             f"motion generator checkpoint {p}: this is the motion template ({TEMPLATE_FILE}), not the network. "
-            f"Put it in the motion template slot and load JoyVASA's {MOTION_FILE} here."
+            f"Put it in the motion template slot and load JoyVASA's {GENERATOR_FILE} here."
         )
     if probe:
         raise CheckpointError(
             f"motion generator checkpoint {p}: refused to unpickle it, it names the global {probe}; only tensors, "
             "containers and the training args are loaded (unpickling other objects can run code). "
-            f"Use JoyVASA's released motion_generator/{MOTION_FILE}."
+            f"Use JoyVASA's released motion_generator/{GENERATOR_FILE}."
         )
     obj = read_checkpoint(p, MOTION_CHECKPOINT_GLOBALS)
     kind = identify_state_dict(obj)
-    if kind != JOYVASA_MOTION:
+    if kind != MOTION_GENERATOR:
         raise CheckpointError(f"motion generator checkpoint {p}: {_wrong_file(kind, obj)}")
 
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
@@ -92,22 +97,57 @@ def read_motion_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dic
     return _plain_args(args, p), remap_pos_conv_weight_norm(state)
 
 
+def config_from_args(
+    args: dict[str, Any], pe_mode: str = "legacy", source: str = "checkpoint"
+) -> MotionGeneratorConfig:
+    """Checkpoint ``args`` -> config; like the official loader, only ``audio_model`` and the sizes are honoured."""
+    audio_model = args.get("audio_model")
+    if audio_model is not None and audio_model not in SUPPORTED_AUDIO_MODELS:
+        raise CheckpointError(
+            f"motion generator {source}: audio_model {audio_model!r} is not supported (only HuBERT checkpoints, "
+            f"{SUPPORTED_AUDIO_MODELS}, were released); use {GENERATOR_FILE}"
+        )
+    return MotionGeneratorConfig.from_checkpoint_args(args, pe_mode=pe_mode)
+
+
+def read_motion_generator(
+    path: str | os.PathLike,
+    pe_mode: str = "legacy",
+    overrides: Mapping[str, Any] | None = None,
+    audio_config: HubertConfig | None = None,
+    overrides_source: str = "JoyVASA config",
+) -> MotionGenerator:
+    """The motion generator of a JoyVASA checkpoint, in eval mode on the CPU in fp32.
+
+    The architecture comes from the checkpoint's ``args`` as in the official loader; ``overrides`` (config fields)
+    and ``audio_config`` describe widths the args do not record, ``overrides_source`` names where they came from.
+    """
+    args, state = read_motion_checkpoint(path)
+    config = config_from_args(args, pe_mode=pe_mode, source=str(path))
+    try:
+        generator = MotionGenerator(replace(config, **dict(overrides or {})), audio_config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{overrides_source}: {exc}") from None
+    generator.load_checkpoint_state(state, source=str(path))
+    return generator.eval().requires_grad_(False)
+
+
 def _wrong_file(kind: str, obj: Any) -> str:
     label = LABELS.get(kind, kind)
     if kind in SLOTS:
         return (
             f"this is the {label} weight file, not the JoyVASA motion generator. Load it with the LivePortrait "
-            f"loader in its {kind} slot, and put JoyVASA's motion_generator/{MOTION_FILE} here."
+            f"loader in its {kind} slot, and put JoyVASA's motion_generator/{GENERATOR_FILE} here."
         )
     if kind == HUBERT:
         return (
             f"this is a bare {label} (e.g. chinese-hubert-base's pytorch_model.bin). It is not needed: "
-            f"JoyVASA's {MOTION_FILE} carries its own HuBERT weights; load that file here."
+            f"JoyVASA's {GENERATOR_FILE} carries its own HuBERT weights; load that file here."
         )
     keys = _sample_keys(obj)
     return (
         f"{LABELS[UNKNOWN] if kind == UNKNOWN else label} contents (first keys: {keys}), not the JoyVASA motion "
-        f"generator. Download motion_generator/{MOTION_FILE} from the jdh-algo/JoyVASA model page."
+        f"generator. Download motion_generator/{GENERATOR_FILE} from the jdh-algo/JoyVASA model page."
     )
 
 
@@ -282,7 +322,12 @@ def _probe_plain_pickle(path: pathlib.Path) -> str | None:
     return "template" if isinstance(obj, Mapping) and any(k in obj for k in TEMPLATE_KEYS) else None
 
 
-def read_motion_template(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_motion_template(path: str | os.PathLike) -> MotionTemplate:
+    """The statistics of ``motion_template.pkl`` that inference reads."""
+    return MotionTemplate.from_dict(read_template_stats(path), source=f"motion template {path}")
+
+
+def read_template_stats(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Every entry of ``motion_template.pkl`` as a float32 numpy array; the keys inference needs must be present."""
     p = pathlib.Path(path)
     source = str(p)
@@ -333,12 +378,3 @@ def validate_motion_template(stats: Mapping[str, Any], source: str = "motion tem
             )
         out[str(key)] = array
     return out
-
-
-def write_motion_template(stats: Mapping[str, Any], path: str | os.PathLike, protocol: int = 4) -> pathlib.Path:
-    """Write a template pickle in the released layout (dict of float32 numpy arrays), e.g. for tests or tools."""
-    arrays = validate_motion_template(stats, str(path))
-    p = pathlib.Path(path)
-    with open(p, "wb") as fh:
-        pickle.dump(arrays, fh, protocol=protocol)
-    return p

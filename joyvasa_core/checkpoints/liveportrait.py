@@ -1,4 +1,5 @@
-"""LivePortrait weight files: what a file is, its layouts, and loading it into a network strictly.
+"""LivePortrait weight files: their layouts, loading one into its network strictly, and the safetensors writer
+behind ``tools/convert_liveportrait.py``.
 
 Accepted for every slot: the official ``.pth`` release and the community (ComfyUI-LivePortraitKJ) safetensors, human
 and animal (v1.0, v1.1) weights alike; they share one layout, so the caller says which variant a file is. The
@@ -19,48 +20,18 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..liveportrait.slots import SLOT_SPECS, SLOTS, STITCHING, LivePortraitConfig, SlotSpec
+from ..liveportrait.stitching import STITCHING_GROUPS
 from .files import read_checkpoint, require_tensor_dict, save_safetensors, sniff_format
-
-APPEARANCE = "appearance_feature_extractor"
-MOTION = "motion_extractor"
-WARPING = "warping_module"
-SPADE = "spade_generator"
-STITCHING = "stitching_retargeting_module"
-SLOTS: tuple[str, ...] = (APPEARANCE, MOTION, WARPING, SPADE, STITCHING)
-JOYVASA_MOTION = "joyvasa_motion_generator"
-HUBERT = "hubert"
-UNKNOWN = "unknown"
+from .identify import HUBERT, LABELS, MOTION_GENERATOR, UNKNOWN, flat_keys, identify_state_dict, unwrap
 
 VARIANTS: tuple[str, ...] = ("human", "animal_v1.0", "animal_v1.1")
 
-STITCHING_GROUPS: tuple[str, ...] = ("retarget_shoulder", "retarget_mouth", "retarget_eye")
 
-LABELS: dict[str, str] = {
-    APPEARANCE: "LivePortrait appearance feature extractor (F, appearance_feature_extractor)",
-    MOTION: "LivePortrait motion extractor (M, motion_extractor)",
-    WARPING: "LivePortrait warping module (W, warping_module)",
-    SPADE: "LivePortrait SPADE generator (G, spade_generator)",
-    STITCHING: "LivePortrait stitching/retargeting module (S, stitching_retargeting_module)",
-    JOYVASA_MOTION: "JoyVASA motion generator (motion_generator_hubert_chinese.pt)",
-    HUBERT: "HuBERT audio encoder",
-    UNKNOWN: "unrecognised",
-}
-
-_ALIASES: dict[str, str] = {
-    "f": APPEARANCE, "appearance": APPEARANCE, "appearance_feature_extractor": APPEARANCE,
-    "m": MOTION, "motion": MOTION, "motion_extractor": MOTION,
-    "w": WARPING, "warping": WARPING, "warping_module": WARPING, "warp": WARPING,
-    "g": SPADE, "spade": SPADE, "spade_generator": SPADE, "generator": SPADE, "decoder": SPADE,
-    "s": STITCHING, "stitching": STITCHING, "stitching_retargeting_module": STITCHING, "retargeting": STITCHING,
-}
-
-
-def canonical_slot(slot: str) -> str:
-    """Slot name from any accepted alias (``"F"``, ``"warping"``, ``"spade_generator"``...)."""
-    key = slot.strip().lower().removesuffix(".pth").removesuffix(".safetensors")
-    if key not in _ALIASES:
+def _check_slot(slot: str) -> SlotSpec:
+    if slot not in SLOT_SPECS:
         raise ValueError(f"LivePortrait slot {slot!r} is not one of {SLOTS}")
-    return _ALIASES[key]
+    return SLOT_SPECS[slot]
 
 
 def _check_variant(variant: str) -> str:
@@ -70,75 +41,13 @@ def _check_variant(variant: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Identification
-
-
-def _unwrap(obj: Any) -> Any:
-    """Strip the wrappers training scripts and converters add: ``{"state_dict": sd}``, ``{"model": sd}``."""
-    for _ in range(2):
-        if isinstance(obj, Mapping):
-            for key in ("state_dict", "model", "module"):
-                inner = obj.get(key)
-                if isinstance(inner, Mapping) and not isinstance(inner, torch.Tensor) and (
-                    len(obj) == 1 or key == "model"
-                ):
-                    obj = inner
-                    break
-            else:
-                return obj
-    return obj
-
-
-def _flat_keys(obj: Any) -> list[str]:
-    if not isinstance(obj, Mapping):
-        return []
-    keys = []
-    for k, v in obj.items():
-        if isinstance(v, Mapping):
-            keys += [f"{k}.{kk}" for kk in v]
-        else:
-            keys.append(str(k))
-    return keys
-
-
-def identify_state_dict(obj: Any) -> str:
-    """Which network a loaded checkpoint belongs to, from its key names: a slot name, ``JOYVASA_MOTION``,
-    ``HUBERT`` or ``UNKNOWN``. Works on wrapped, nested and flat layouts."""
-    if isinstance(obj, Mapping) and "model" in obj and ("args" in obj or "iter" in obj):
-        if any(str(k).startswith(("denoising_net.", "audio_encoder.")) for k in _flat_keys(obj["model"])):
-            return JOYVASA_MOTION
-    keys = [k.removeprefix("module.") for k in _flat_keys(_unwrap(obj))]
-    if not keys:
-        return UNKNOWN
-
-    def share(*prefixes: str) -> float:
-        return sum(k.startswith(prefixes) for k in keys) / len(keys)
-
-    if share("denoising_net.", "start_motion_feat", "start_audio_feat", "null_audio_feat", "audio_feature_map.",
-             "diffusion_sched.") > 0.05:
-        return JOYVASA_MOTION
-    if share(*STITCHING_GROUPS) > 0.5:
-        return STITCHING
-    if share("dense_motion_network.") > 0.3:
-        return WARPING
-    if share("G_middle_", "up_0.", "up_1.", "conv_img.") > 0.5:
-        return SPADE
-    if share("detector.") > 0.9:
-        return MOTION
-    if share("resblocks_3d.", "down_blocks.", "first.", "second.") > 0.9 and any(
-        k.startswith("resblocks_3d.") for k in keys
-    ):
-        return APPEARANCE
-    if share("feature_extractor.conv_layers.", "encoder.layers.", "feature_projection.", "encoder.pos_conv_embed.",
-             "hubert.") > 0.5:
-        return HUBERT
-    return UNKNOWN
+# Messages
 
 
 def _where_it_goes(kind: str) -> str:
     if kind in SLOTS:
         return f"put it in the {kind} slot"
-    if kind == JOYVASA_MOTION:
+    if kind == MOTION_GENERATOR:
         return ("load it with the JoyVASA motion generator loader (it drives LivePortrait, it is not one of its "
                 "networks)")
     if kind == HUBERT:
@@ -163,19 +72,9 @@ def to_community_layout(nested: Mapping[str, Mapping[str, torch.Tensor]]) -> dic
     return flat
 
 
-def to_official_layout(flat: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
-    """Community flat stitching keys -> official nested dict: split at the first dot, drop ``_module`` from the
-    group, re-prefix the inner key with ``module.``."""
-    nested: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in flat.items():
-        head, _, tail = key.partition(".")
-        nested.setdefault(head.removesuffix("_module"), {})["module." + tail] = value
-    return nested
-
-
 def normalize_stitching_state_dict(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Any of the three stitching layouts -> the flat community layout (the network's own key names)."""
-    obj = _unwrap(obj)
+    obj = unwrap(obj)
     if any(isinstance(v, Mapping) for v in obj.values()):
         flat = to_community_layout({k: v for k, v in obj.items() if isinstance(v, Mapping)})
         flat.update({k: v for k, v in obj.items() if not isinstance(v, Mapping)})
@@ -244,14 +143,14 @@ def load_liveportrait_state_dict(
     ``dtype``; integer tensors where weights belong are refused. ``variant`` (human / animal_v1.0 / animal_v1.1)
     only labels messages: the layouts are identical.
     """
-    slot = canonical_slot(slot)
+    _check_slot(slot)
     _check_variant(variant)
     p = pathlib.Path(path)
     obj = read_checkpoint(p)
     kind = identify_state_dict(obj)
     if kind != slot:
         if kind == UNKNOWN:
-            sample = _flat_keys(_unwrap(obj))[:4]
+            sample = flat_keys(unwrap(obj))[:4]
             found = f"keys such as {', '.join(sample)}" if sample else f"a {type(obj).__name__}"
             raise CheckpointError(
                 f"checkpoint {p} was given as the {variant} {LABELS[slot]}, but its content does not look like any "
@@ -260,7 +159,7 @@ def load_liveportrait_state_dict(
         raise CheckpointError(
             f"checkpoint {p} is a {LABELS[kind]} checkpoint, expected the {LABELS[slot]}; {_where_it_goes(kind)}."
         )
-    obj = _unwrap(obj)
+    obj = unwrap(obj)
     if slot == STITCHING:
         obj = normalize_stitching_state_dict(obj)
     elif isinstance(obj, Mapping) and obj and all(str(k).startswith("module.") for k in obj):
@@ -276,7 +175,7 @@ def check_state_dict(
     path: str | os.PathLike = "<state dict>",
 ) -> None:
     """Strict key and shape comparison with a summarised message (counts and a few names, never a wall of keys)."""
-    slot = canonical_slot(slot)
+    _check_slot(slot)
 
     def shape(v: Any) -> tuple[int, ...]:
         return tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v)
@@ -315,45 +214,15 @@ class CheckpointInfo:
     file_format: str
 
 
-def _network_class(slot: str) -> tuple[type[nn.Module], type, str]:
-    """(network class, config class, attribute of LivePortraitConfig) of a slot, imported on demand."""
-    from ..liveportrait import config as cfg
-
-    if slot == APPEARANCE:
-        from ..liveportrait.appearance import AppearanceFeatureExtractor
-
-        return AppearanceFeatureExtractor, cfg.AppearanceConfig, "appearance"
-    if slot == MOTION:
-        from ..liveportrait.motion_extractor import MotionExtractor
-
-        return MotionExtractor, cfg.MotionExtractorConfig, "motion"
-    if slot == WARPING:
-        from ..liveportrait.warping import WarpingNetwork
-
-        return WarpingNetwork, cfg.WarpingConfig, "warping"
-    if slot == SPADE:
-        from ..liveportrait.spade import SPADEDecoder
-
-        return SPADEDecoder, cfg.SpadeConfig, "spade"
-    from ..liveportrait.stitching import StitchingRetargetingNetwork
-
-    return StitchingRetargetingNetwork, cfg.StitchingConfig, "stitching"
-
-
-def _resolve_config(slot: str, config: Any) -> Any:
-    net_cls, cfg_cls, attr = _network_class(slot)
-    if config is None or isinstance(config, cfg_cls):
-        return config or cfg_cls()
-    if hasattr(config, attr) and isinstance(getattr(config, attr), cfg_cls):
-        return getattr(config, attr)
-    if isinstance(config, Mapping):
-        from ..liveportrait.config import LivePortraitConfig
-
-        section = f"{slot}_params"
-        if section in config or attr in config or "model_params" in config:
-            return getattr(LivePortraitConfig.from_dict(dict(config)), attr)
-        return cfg_cls.from_dict(dict(config))
-    raise TypeError(f"config for {slot}: expected {cfg_cls.__name__}, LivePortraitConfig or a dict, "
+def _slot_config(spec: SlotSpec, config: Any) -> Any:
+    """The slot's own config from ``config``: that config itself, a ``LivePortraitConfig`` or None (official)."""
+    if config is None:
+        return spec.config()
+    if isinstance(config, spec.config):
+        return config
+    if isinstance(config, LivePortraitConfig):
+        return config.of(spec.name)
+    raise TypeError(f"config for {spec.name}: expected {spec.config.__name__} or LivePortraitConfig, "
                     f"got {type(config).__name__}")
 
 
@@ -367,9 +236,8 @@ def build_liveportrait_module(
 ) -> nn.Module:
     """Build the ``slot`` network from ``config`` (official values when None), load ``path`` strictly and return it
     in eval mode on ``device``/``dtype`` with the spectral norm folded. The stitching MLPs always stay fp32."""
-    slot = canonical_slot(slot)
-    net_cls, _, _ = _network_class(slot)
-    module = net_cls(_resolve_config(slot, config))
+    spec = _check_slot(slot)
+    module = spec.network(_slot_config(spec, config))
     sd = load_liveportrait_state_dict(path, slot, dtype=torch.float32, variant=variant)
     check_state_dict(sd, module.state_dict(), slot, path)
     module.load_state_dict(sd, strict=True)
@@ -379,15 +247,6 @@ def build_liveportrait_module(
         module.fold_spectral_norm()
     module.checkpoint_info = CheckpointInfo(str(path), slot, variant, sniff_format(path))
     return module
-
-
-def guess_variant(path: str | os.PathLike) -> str:
-    """Best guess of the weights variant from the folder names the official and community releases use; the
-    caller's own choice always wins (the files themselves are indistinguishable)."""
-    parts = [x.lower() for x in pathlib.Path(path).parts]
-    if any("animal" in x for x in parts):
-        return "animal_v1.1" if any(x.endswith("v1.1") for x in parts) else "animal_v1.0"
-    return "human"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -401,22 +260,9 @@ def save_community_safetensors(
     metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Write weights in the community safetensors layout (stitching flattened; other slots unchanged)."""
-    sd: Mapping[str, Any] = _unwrap(state_dict)
-    is_stitching = (slot is not None and canonical_slot(slot) == STITCHING) or identify_state_dict(sd) == STITCHING
+    sd: Mapping[str, Any] = unwrap(state_dict)
+    is_stitching = slot == STITCHING or identify_state_dict(sd) == STITCHING
     if is_stitching:
         sd = normalize_stitching_state_dict(sd)
     sd = require_tensor_dict(sd, path, "a state dict")
     save_safetensors(sd, path, metadata)
-
-
-def save_official_checkpoint(state_dict: Mapping[str, Any], path: str | os.PathLike, slot: str) -> None:
-    """Write weights as the official release does: ``torch.save`` of the flat state dict, or for the stitching
-    module the nested ``{group: {"module.mlp.N.*"}}`` dict."""
-    slot = canonical_slot(slot)
-    sd: Any = _unwrap(state_dict)
-    if slot == STITCHING:
-        sd = to_official_layout(normalize_stitching_state_dict(sd))
-        sd = {g: {k: v.detach().cpu().clone() for k, v in inner.items()} for g, inner in sd.items()}
-    else:
-        sd = {k: v.detach().cpu().clone() for k, v in require_tensor_dict(sd, path).items()}
-    torch.save(sd, str(path))

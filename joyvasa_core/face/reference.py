@@ -17,7 +17,6 @@ detector, X-Pose, needs a CUDA extension), or a crop from a user box or mask.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -98,10 +97,6 @@ class ReferenceFace:
 
     def __getitem__(self, i: int) -> PreparedFace:
         return self.faces[i]
-
-    def crops256(self) -> np.ndarray:
-        """(B, 256, 256, 3) uint8 network inputs."""
-        return np.stack([f.crop.crop256 for f in self.faces])
 
     def __repr__(self) -> str:
         methods = ",".join(sorted({f.crop.method for f in self.faces}))
@@ -344,8 +339,3 @@ def crop_options(opts: ReferenceOptions) -> CropConfig:
     """The landmark-crop part of the options, e.g. for re-cropping video frames the same way."""
     return CropConfig(dsize=opts.dsize, scale=opts.scale, vx_ratio=opts.vx_ratio, vy_ratio=opts.vy_ratio,
                       rotate=opts.rotate)
-
-
-def batch_images(faces: Sequence[PreparedFace]) -> list[np.ndarray]:
-    """The paste-back targets of a prepared batch, in order."""
-    return [f.image for f in faces]

@@ -6,7 +6,6 @@ from .appearance import AppearanceFeatureExtractor
 from .config import (
     AppearanceConfig,
     DenseMotionConfig,
-    LivePortraitConfig,
     MLPConfig,
     MotionExtractorConfig,
     SpadeConfig,
@@ -15,11 +14,14 @@ from .config import (
 )
 from .dense_motion import DenseMotionNetwork
 from .motion_extractor import MotionExtractor
+from .slots import SLOT_SPECS, SLOTS, LivePortraitConfig, SlotSpec, build_network, build_networks
 from .spade import SPADEDecoder
 from .stitching import StitchingRetargetingNetwork
 from .warping import WarpingNetwork
 
 __all__ = [
+    "SLOTS",
+    "SLOT_SPECS",
     "AppearanceConfig",
     "AppearanceFeatureExtractor",
     "DenseMotionConfig",
@@ -29,25 +31,12 @@ __all__ = [
     "MotionExtractor",
     "MotionExtractorConfig",
     "SPADEDecoder",
+    "SlotSpec",
     "SpadeConfig",
     "StitchingConfig",
     "StitchingRetargetingNetwork",
     "WarpingConfig",
     "WarpingNetwork",
+    "build_network",
     "build_networks",
 ]
-
-
-def build_networks(config: LivePortraitConfig | None = None) -> dict:
-    """Instantiate all five networks (eval mode) from one config; keys match the checkpoint file stems."""
-    cfg = config or LivePortraitConfig()
-    nets = {
-        "appearance_feature_extractor": AppearanceFeatureExtractor(cfg.appearance),
-        "motion_extractor": MotionExtractor(cfg.motion),
-        "warping_module": WarpingNetwork(cfg.warping),
-        "spade_generator": SPADEDecoder(cfg.spade),
-        "stitching_retargeting_module": StitchingRetargetingNetwork(cfg.stitching),
-    }
-    for net in nets.values():
-        net.eval()
-    return nets

@@ -7,7 +7,7 @@ built by the same code. ``from_dict`` accepts the yaml section names and the fix
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 # Backbone name -> (depths, dims) of the ConvNeXtV2 variants LivePortrait can name in its yaml.
@@ -22,7 +22,7 @@ def _known(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in names}
 
 
-def _as_config(cls: Any, v: Any) -> Any:
+def as_config(cls: Any, v: Any) -> Any:
     """A sub-config given either as an instance of ``cls`` or as its dict."""
     return v if isinstance(v, cls) else cls.from_dict(v)
 
@@ -112,7 +112,7 @@ class WarpingConfig:
         kw = _known(cls, d)
         dm = d.get("dense_motion_params", d.get("dense_motion"))
         if dm is not None:
-            kw["dense_motion"] = _as_config(DenseMotionConfig, dm)
+            kw["dense_motion"] = as_config(DenseMotionConfig, dm)
         return cls(**kw)
 
 
@@ -168,39 +168,4 @@ class StitchingConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StitchingConfig:
-        return cls(**{name: _as_config(MLPConfig, d[name]) for name in ("stitching", "lip", "eye") if name in d})
-
-
-# yaml section name -> (attribute of LivePortraitConfig, config class)
-_SECTIONS = {
-    "appearance_feature_extractor_params": ("appearance", AppearanceConfig),
-    "motion_extractor_params": ("motion", MotionExtractorConfig),
-    "warping_module_params": ("warping", WarpingConfig),
-    "spade_generator_params": ("spade", SpadeConfig),
-    "stitching_retargeting_module_params": ("stitching", StitchingConfig),
-}
-
-
-@dataclass
-class LivePortraitConfig:
-    """The five network configs together, as ``models.yaml`` ``model_params`` groups them."""
-
-    appearance: AppearanceConfig = field(default_factory=AppearanceConfig)
-    motion: MotionExtractorConfig = field(default_factory=MotionExtractorConfig)
-    warping: WarpingConfig = field(default_factory=WarpingConfig)
-    spade: SpadeConfig = field(default_factory=SpadeConfig)
-    stitching: StitchingConfig = field(default_factory=StitchingConfig)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LivePortraitConfig:
-        """Accept ``models.yaml`` (optionally under ``model_params``), fixture ``config`` or our attribute names."""
-        d = d.get("model_params", d)
-        kw = {}
-        for section, (attr, sub) in _SECTIONS.items():
-            v = d.get(section, d.get(attr))
-            if v is not None:
-                kw[attr] = _as_config(sub, v)
-        return cls(**kw)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return cls(**{name: as_config(MLPConfig, d[name]) for name in ("stitching", "lip", "eye") if name in d})

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..keypoints import apply_stitching
 from .config import MLPConfig, StitchingConfig
 
-GROUPS = ("retarget_shoulder", "retarget_mouth", "retarget_eye")
+# The three MLPs; the network holds each as ``{group}_module``.
+STITCHING_GROUPS: tuple[str, ...] = ("retarget_shoulder", "retarget_mouth", "retarget_eye")
 
 
 class RetargetMLP(nn.Module):
@@ -57,10 +57,6 @@ class StitchingRetargetingNetwork(nn.Module):
         """Delta (B, 3K+2): per-keypoint offsets then one shared (tx, ty)."""
         s, d = self._pair(x_s, x_d)
         return self.retarget_shoulder_module(torch.cat([s, d], dim=1))
-
-    def apply_stitching(self, x_s: torch.Tensor, x_d: torch.Tensor) -> torch.Tensor:
-        """x_d + delta, with the shared (tx, ty) added to every keypoint's x and y."""
-        return apply_stitching(x_s, x_d.float(), self.stitch(x_s, x_d))
 
     def lip(self, x_s: torch.Tensor, ratio: torch.Tensor) -> torch.Tensor:
         """Lip delta (B, K, 3) from ``ratio`` (B, 2) = [source lip ratio, target lip ratio]."""

@@ -13,9 +13,9 @@ from .dense_motion import DenseMotionNetwork, collapse_expanded, grid_sample_sha
 class WarpingNetwork(nn.Module):
     """Warps ``feature_3d`` from the source keypoints to the driving keypoints.
 
-    Note the argument order ``(feature_3d, kp_source, kp_driving)``; the reference's positional order is
-    (feature, driving, source), so pass keywords when porting calls. ``feature_3d`` may have batch 1 while the
-    keypoints have batch B: the source side is then computed once and shared by the B frames.
+    The keypoints are keyword-only: LivePortrait's own positional order is (feature, driving, source), so a
+    positional call could swap them silently. ``feature_3d`` may have batch 1 while the keypoints have batch B: the
+    source side is then computed once and shared by the B frames.
     """
 
     def __init__(self, config: WarpingConfig | None = None) -> None:
@@ -38,6 +38,7 @@ class WarpingNetwork(nn.Module):
     def forward(
         self,
         feature_3d: torch.Tensor,
+        *,
         kp_source: torch.Tensor,
         kp_driving: torch.Tensor,
         compressed: torch.Tensor | None = None,

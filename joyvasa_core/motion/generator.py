@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 from transformers import HubertConfig
 
-from ..audio.encoder import build_hubert, encode_window, hubert_config, remap_pos_conv_weight_norm
+from ..audio.encoder import build_hubert, encode_window, hubert_config
 from ..errors import CheckpointError
 from .config import MotionGeneratorConfig
 from .denoiser import DenoisingNetwork
@@ -33,7 +31,6 @@ COMPUTED_BUFFERS = (
     "diffusion_sched.sigmas_flex",
     "diffusion_sched.sigmas_inflex",
 )
-SUPPORTED_AUDIO_MODELS = ("hubert_zh", "hubert_zh_ori", "hubert")
 
 
 class MotionGenerator(nn.Module):
@@ -77,7 +74,7 @@ class MotionGenerator(nn.Module):
         self.denoising_net.config = self.config
 
     @torch.no_grad()
-    def encode_audio(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_audio_window(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One window (B, 640*T) of 16 kHz audio -> HuBERT hidden (B,2T,768) and features (B,T,D)."""
         return encode_window(self.audio_encoder, self.audio_feature_map, samples)
 
@@ -90,7 +87,7 @@ class MotionGenerator(nn.Module):
         as ``strict=False`` would.
         """
         own = self.state_dict()
-        incoming = remap_pos_conv_weight_norm(dict(state_dict))
+        incoming = dict(state_dict)
         incoming.pop("denoising_net.TE.pe", None)
         merged: dict[str, torch.Tensor] = {}
         missing, wrong_shape = [], []
@@ -115,36 +112,3 @@ class MotionGenerator(nn.Module):
                 f"motion generator {source}: ignoring {len(unexpected)} unexpected keys {unexpected[:5]}", stacklevel=2
             )
         self.load_state_dict(merged, strict=True)
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | Path,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-        pe_mode: str = "legacy",
-        audio_config: HubertConfig | None = None,
-    ) -> MotionGenerator:
-        """Build from an official ``.pt`` (read without executing pickled code) in the given device/dtype."""
-        from ..checkpoints.joyvasa import read_motion_checkpoint
-
-        args, state_dict = read_motion_checkpoint(path)
-        config = config_from_args(args, pe_mode=pe_mode, source=str(path))
-        model = cls(config, audio_config)
-        model.load_checkpoint_state(state_dict, source=str(path))
-        model = model.to(device=device, dtype=dtype)
-        model.diffusion_sched.float()
-        return model.eval()
-
-
-def config_from_args(
-    args: dict[str, Any], pe_mode: str = "legacy", source: str = "checkpoint"
-) -> MotionGeneratorConfig:
-    """Checkpoint ``args`` -> config; like the official loader, only ``audio_model`` and the sizes are honoured."""
-    audio_model = args.get("audio_model")
-    if audio_model is not None and audio_model not in SUPPORTED_AUDIO_MODELS:
-        raise CheckpointError(
-            f"motion generator {source}: audio_model {audio_model!r} is not supported (only HuBERT checkpoints, "
-            f"{SUPPORTED_AUDIO_MODELS}, were released); use motion_generator_hubert_chinese.pt"
-        )
-    return MotionGeneratorConfig.from_checkpoint_args(args, pe_mode=pe_mode)

@@ -6,7 +6,7 @@ window is sampled from the same x_T, conditioned on the previous window's last P
 the speech is; the cross-attention term is computed once per window and CFG branch.
 
 A window's features depend only on its slice of the padded speech and the audio networks (HuBERT + feature map),
-never on the seed, cfg or steps: ``encode_windows`` computes them once, and ``sample_motion(window_features=...)``
+never on the seed, cfg or steps: ``encode_windows`` computes them once, and ``sample_coefficients(window_features=...)``
 re-samples from them without running HuBERT again.
 """
 
@@ -181,7 +181,7 @@ def _check_waveform(waveform: torch.Tensor) -> torch.Tensor:
 def _encode_window(model: MotionGenerator, waveform: torch.Tensor, plan: WindowPlan, index: int) -> torch.Tensor:
     """Features (B, T, D) of window ``index`` on the model's device and dtype: the one place HuBERT runs."""
     chunk = window_audio(waveform, plan, index).to(device=model.device, dtype=model.dtype)
-    return model.encode_audio(chunk)[1]
+    return model.encode_audio_window(chunk)[1]
 
 
 def audio_model_fingerprint(model: MotionGenerator) -> str:
@@ -209,8 +209,9 @@ def encode_windows(
 ) -> torch.Tensor:
     """Audio features of every window, (B, W, T, D) on the CPU in the model's dtype (B = 1 for a 1-D waveform).
 
-    Exactly what ``sample_motion`` computes window by window (same slices, same batch, same kernels), so passing the
-    result as ``window_features`` gives bit-identical motion. ``leading_silence`` must match the sampling options.
+    Exactly what ``sample_coefficients`` computes window by window (same slices, same batch, same kernels), so
+    passing the result as ``window_features`` gives bit-identical motion. ``leading_silence`` must match the sampling
+    options.
     """
     progress = ensure_progress(progress)
     waveform = _check_waveform(waveform)
@@ -245,7 +246,7 @@ def _check_window_features(features: torch.Tensor, plan: WindowPlan, batch: int,
 
 
 @torch.no_grad()
-def sample_motion(
+def sample_coefficients(
     model: MotionGenerator,
     waveform: torch.Tensor,
     options: SamplingOptions | None = None,
@@ -329,12 +330,13 @@ def generate_motion(
 ) -> MotionSequence | list[MotionSequence]:
     """Sample, de-normalise and smooth: one ``MotionSequence`` per clip (a list when ``waveform`` is batched).
 
-    ``window_features`` from :func:`encode_windows` skip HuBERT (see :func:`sample_motion`)."""
+    ``window_features`` from :func:`encode_windows` skip HuBERT (see :func:`sample_coefficients`)."""
     options = options or SamplingOptions()
     if options.seed is None and noise is None:
         options = SamplingOptions(**{**asdict(options), "seed": secrets.randbits(63)})
     batched = torch.is_tensor(waveform) and waveform.dim() == 2
-    coef = sample_motion(model, waveform, options, noise=noise, progress=progress, window_features=window_features)
+    coef = sample_coefficients(model, waveform, options, noise=noise, progress=progress,
+                               window_features=window_features)
     steps = options.num_steps or model.config.n_diff_steps
     settings = {
         "scheduler": options.scheduler,

@@ -94,17 +94,6 @@ class MotionSequence:
     def __len__(self) -> int:
         return self.n_frames
 
-    def frame(self, index: int) -> dict[str, torch.Tensor]:
-        """LivePortrait's per-frame dict (exp (1,21,3), scale (1,1), R (1,3,3), t (1,3), pitch/yaw/roll (1,1))."""
-        return {k: getattr(self, k)[index : index + 1] for k in ("exp", "scale", "R", "t", "pitch", "yaw", "roll")}
-
-    def slice(self, start: int | None = None, stop: int | None = None) -> MotionSequence:
-        """Frames [start, stop) as a new sequence (smoothed values are kept as computed on the whole clip)."""
-        sl = slice(start, stop)
-        values = {k: getattr(self, k)[sl] for k in FRAME_FIELDS}
-        settings = {**self.settings, "sliced_from": [sl.start, sl.stop]}
-        return MotionSequence(**values, fps=self.fps, seed=self.seed, settings=settings)
-
     def __repr__(self) -> str:
         s = self.settings
         parts = [f"{self.n_frames} frames", f"{self.duration:.2f} s @ {self.fps} fps", f"seed {self.seed}"]

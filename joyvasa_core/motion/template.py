@@ -1,6 +1,6 @@
 """Motion template: maps the generator's normalised 73-d frames to LivePortrait's expression and head pose.
 
-Layout per frame (spec 2.8): [0:63] exp (21 keypoints x xyz), [63] scale, [64:67] t, [67] pitch, [68] yaw,
+Layout per frame: [0:63] exp (21 keypoints x xyz), [63] scale, [64:67] t, [67] pitch, [68] yaw,
 [69] roll (degrees), [70:73] unused at inference. exp is z-scored; pose values are min-max scaled ("mix" mode).
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,8 @@ ROLL_SLICE = slice(69, 70)
 POSE_SLICE = slice(63, 70)
 POSE_NAMES = ("scale", "t", "pitch", "yaw", "roll")
 POSE_SIZES = {"scale": 1, "t": 3, "pitch": 1, "yaw": 1, "roll": 1}
-REQUIRED_KEYS = ("mean_exp", "std_exp") + tuple(f"{m}_{q}" for q in POSE_NAMES for m in ("min", "max"))
+# The statistics inference reads; the released file holds 45 keys, the rest are training-only.
+TEMPLATE_KEYS = ("mean_exp", "std_exp") + tuple(f"{m}_{q}" for q in POSE_NAMES for m in ("min", "max"))
 TRAIN_EPS = 1e-9
 
 
@@ -48,13 +48,13 @@ class MotionTemplate:
     @classmethod
     def from_dict(cls, stats: Mapping[str, Any], source: str = "motion template") -> MotionTemplate:
         """Build from the pickled dict (numpy arrays or tensors); only the 12 keys inference uses are required."""
-        missing = [k for k in REQUIRED_KEYS if k not in stats]
+        missing = [k for k in TEMPLATE_KEYS if k not in stats]
         if missing:
             raise CheckpointError(
                 f"{source}: missing keys {missing} (found {sorted(stats)[:12]}...). Load JoyVASA's "
                 "motion_template/motion_template.pkl into the motion template slot."
             )
-        values = {k: _as_tensor(stats[k]) for k in REQUIRED_KEYS}
+        values = {k: _as_tensor(stats[k]) for k in TEMPLATE_KEYS}
         expected = {"mean_exp": 63, "std_exp": 63}
         for q, n in POSE_SIZES.items():
             expected[f"min_{q}"] = n
@@ -65,13 +65,6 @@ class MotionTemplate:
         min_pose = torch.cat([values[f"min_{q}"] for q in POSE_NAMES])
         max_pose = torch.cat([values[f"max_{q}"] for q in POSE_NAMES])
         return cls(values["mean_exp"], values["std_exp"], min_pose, max_pose)
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> MotionTemplate:
-        """Read ``motion_template.pkl`` with the restricted unpickler of ``checkpoints.joyvasa``."""
-        from ..checkpoints.joyvasa import read_motion_template
-
-        return cls.from_dict(read_motion_template(path), source=f"motion template {path}")
 
     def denormalize(self, coef: torch.Tensor) -> dict[str, torch.Tensor]:
         """(..., 73) normalised frames -> exp (...,21,3), scale (...,1), t (...,3), pitch/yaw/roll (...,1) degrees."""
