@@ -224,7 +224,7 @@ def extract_motion(
     for lo in range(0, n, batch_size):
         progress.check_cancel()
         with models.autocast():
-            heads = models.motion(_image_tensor(crops256[lo : lo + batch_size], models.device))
+            heads = models.motion_extractor(_image_tensor(crops256[lo : lo + batch_size], models.device))
         parts.append(keypoint_info_from_heads(heads).to("cpu"))
         progress.update(min(lo + batch_size, n), n)
     return KeypointInfo(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].__dict__})

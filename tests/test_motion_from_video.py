@@ -46,7 +46,8 @@ def test_each_frame_is_the_extractor_on_its_crop(lp_models):  # noqa: F811
     assert motion.coef.shape == (3, 0) and motion.eye_open is None
     for i in range(3):
         with torch.no_grad():
-            info = keypoint_info_from_heads(lp_models.motion(_image_tensor(frames[i : i + 1], lp_models.device)))
+            heads = lp_models.motion_extractor(_image_tensor(frames[i : i + 1], lp_models.device))
+            info = keypoint_info_from_heads(heads)
         for name in ("exp", "scale", "t", "pitch", "yaw", "roll", "R"):
             assert torch.equal(getattr(motion, name)[i : i + 1], getattr(info, name)), f"frame {i} {name}"
     # Frame 0 is the fixture's source: the reference's own M outputs.
