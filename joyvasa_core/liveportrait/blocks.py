@@ -1,6 +1,8 @@
 """Small conv building blocks shared by F (appearance) and W (warping / dense motion).
 
 Attribute names are the official ones (``conv``, ``norm``, ``conv1`` ...) because they become state-dict keys.
+In eval mode a conv followed by its batch norm runs as one conv with the norm folded into its weights, channels-last,
+in the input's precision (``derived.conv_params``).
 """
 
 from __future__ import annotations
@@ -8,6 +10,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .derived import conv_params, memory_format_for
+
+
+def conv_norm(owner: nn.Module, conv: nn.Conv2d | nn.Conv3d, norm: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """``norm(conv(x))`` (``conv(x)`` without a norm); one folded conv in eval mode."""
+    if norm is not None and norm.training:
+        return norm(conv(x))
+    dims = x.dim() - 2
+    weight, bias = conv_params(owner, conv, x.dtype, memory_format_for(dims), norm)
+    fn = F.conv3d if dims == 3 else F.conv2d
+    return fn(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def per_depth_slice(fn, x: torch.Tensor) -> torch.Tensor:
+    """A 2-D op applied to every depth slice of (B, C, D, H, W) ``x`` as one (B*D, C, H, W) batch. The (1, 2, 2)
+    pooling and upsampling are 2-D per slice; done this way they run in bf16 on CPU (the 3-D kernels do not) and a
+    channels-last-3d volume goes through without a copy."""
+    b, c, d = x.shape[:3]
+    out = fn(x.transpose(1, 2).reshape(b * d, c, *x.shape[3:]))
+    return out.view(b, d, c, *out.shape[2:]).transpose(1, 2)
 
 
 class SameBlock2d(nn.Module):
@@ -22,7 +45,7 @@ class SameBlock2d(nn.Module):
         self.lrelu = lrelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm(self.conv(x))
+        x = conv_norm(self, self.conv, self.norm, x)
         return F.leaky_relu(x, 0.01, inplace=True) if self.lrelu else F.relu(x, inplace=True)
 
 
@@ -47,7 +70,8 @@ class DownBlock3d(nn.Module):
         self.norm = nn.BatchNorm3d(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool3d(F.relu(self.norm(self.conv(x)), inplace=True), (1, 2, 2))
+        x = F.relu(conv_norm(self, self.conv, self.norm, x), inplace=True)
+        return per_depth_slice(lambda t: F.avg_pool2d(t, 2), x)
 
 
 class UpBlock3d(nn.Module):
@@ -59,8 +83,8 @@ class UpBlock3d(nn.Module):
         self.norm = nn.BatchNorm3d(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=(1, 2, 2), mode="nearest")
-        return F.relu(self.norm(self.conv(x)), inplace=True)
+        x = per_depth_slice(lambda t: F.interpolate(t, scale_factor=2, mode="nearest"), x)
+        return F.relu(conv_norm(self, self.conv, self.norm, x), inplace=True)
 
 
 class ResBlock3d(nn.Module):
@@ -117,7 +141,7 @@ class HourglassDecoder(nn.Module):
         out = skips.pop()
         for block in self.up_blocks:
             out = torch.cat([block(out), skips.pop()], dim=1)
-        return F.relu(self.norm(self.conv(out)), inplace=True)
+        return F.relu(conv_norm(self, self.conv, self.norm, out), inplace=True)
 
 
 class Hourglass(nn.Module):

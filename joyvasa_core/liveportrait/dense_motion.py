@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Hourglass, make_coordinate_grid
+from .blocks import Hourglass, conv_norm, make_coordinate_grid
 from .config import DenseMotionConfig
+from .derived import compute_dtype, derived, memory_format_for
 
 
 def grid_sample_shared(feature: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
@@ -107,6 +108,7 @@ class DenseMotionNetwork(nn.Module):
         """``feature`` (1 or B, C, D, H, W); keypoints (B, K, 3). ``compressed`` may carry a cached
         ``compress_feature(feature)`` so a per-source caller pays for it once."""
         b = kp_driving.shape[0]
+        dt = compute_dtype(feature)
         feature = collapse_expanded(feature)
         if kp_source.shape[0] != b:
             kp_source = kp_source.expand(b, *kp_source.shape[1:])
@@ -120,11 +122,40 @@ class DenseMotionNetwork(nn.Module):
         deformed = deformed.reshape(b, k1, -1, *spatial)
         heat = self.heatmaps(grid, kp_source, kp_driving)
         hg_in = torch.cat([heat, deformed], dim=2).view(b, -1, *spatial)
-        pred = self.hourglass(hg_in)
-        mask = torch.softmax(self.mask(pred), dim=1).float()
+        with torch.autocast(hg_in.device.type, enabled=False):
+            pred = self.hourglass(hg_in.to(dt).contiguous(memory_format=memory_format_for(3)))
+            mask = torch.softmax(self.mask_logits(pred).float(), dim=1)
+            occlusion = None
+            if self.occlusion is not None:
+                h, w = pred.shape[3:]
+                occlusion = torch.sigmoid(conv_norm(self, self.occlusion, None, pred.reshape(b, -1, h, w)).float())
         deformation = (sparse.permute(0, 1, 5, 2, 3, 4) * mask.unsqueeze(2)).sum(dim=1).permute(0, 2, 3, 4, 1)
         out = {"mask": mask, "deformation": deformation}
-        if self.occlusion is not None:
-            h, w = pred.shape[3:]
-            out["occlusion_map"] = torch.sigmoid(self.occlusion(pred.reshape(b, -1, h, w)))
+        if occlusion is not None:
+            out["occlusion_map"] = occlusion
         return out
+
+    def mask_logits(self, pred: torch.Tensor) -> torch.Tensor:
+        """The 7x7x7 mask conv. In bf16/fp16 on CPU it runs as 7 depth-shifted 2-D convs over the depth slices:
+        oneDNN's reduced-precision 3-D conv at 22 output channels is slower than fp32, its 2-D conv is not."""
+        conv = self.mask
+        if pred.device.type != "cpu" or pred.dtype == torch.float32:
+            return conv_norm(self, conv, None, pred)
+        kd = conv.kernel_size[0]
+        pad = conv.padding[0]
+
+        def make() -> tuple[list[torch.Tensor], torch.Tensor]:
+            w = conv.weight.to(pred.dtype)
+            taps = [w[:, :, k].contiguous(memory_format=memory_format_for(2)) for k in range(kd)]
+            return taps, conv.bias.to(pred.dtype)
+
+        taps, bias = derived(self, ("mask_taps", pred.dtype), [conv.weight, conv.bias], make)
+        b, c, d, h, w = pred.shape
+        # Depth-major so that the d slices seen by each tap are one contiguous run of the batch dimension.
+        slices = F.pad(pred, (0, 0, 0, 0, pad, pad)).permute(2, 0, 1, 3, 4).reshape(-1, c, h, w)
+        slices = slices.contiguous(memory_format=memory_format_for(2))
+        out = None
+        for k, tap in enumerate(taps):
+            r = F.conv2d(slices[k * b : (k + d) * b], tap, bias if k == 0 else None, padding=conv.padding[1:])
+            out = r if out is None else out.add_(r)
+        return out.view(d, b, -1, h, w).permute(1, 2, 0, 3, 4)

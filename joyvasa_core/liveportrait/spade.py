@@ -2,18 +2,26 @@
 
 Spectral norm is evaluated the way the reference does in eval mode, ``W = W_orig / (u . (W_orig v))`` from the
 stored u and v, with no power iteration; the folded weight is computed once and cached, not per frame.
+
+The forward computes what the reference computes, arranged for speed: channels-last activations, weights cast once
+to the compute precision (autocast's, when on), gamma and beta of each SPADE as one convolution, the instance-norm
+statistics of a block's input computed once for its two norms, the element-wise work fused and in place, and the
+label map never upsampled: a 3x3 conv of a nearest-upsampled map is, per output phase, a conv of at most 2x2 taps
+over the small map (2.25x fewer operations at x2, 4x at x4).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .config import SpadeConfig
+from .derived import compute_dtype, conv_params, derived, memory_format_for
+
+_FMT = memory_format_for(2)
 
 
 class SpectralNormConv2d(nn.Module):
@@ -76,7 +84,54 @@ class SpectralNormConv2d(nn.Module):
         return super()._apply(fn, recurse)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight, self.bias, padding=self.padding)
+        weight, bias = conv_params(self, self, x.dtype, _FMT, weight=self.weight)
+        return F.conv2d(x, weight, bias, padding=self.padding)
+
+
+def _phase_taps(factor: int) -> list[tuple[int, list[list[int]]]]:
+    """For each output phase along one axis of a ``factor``-times nearest-upsampled map, the 3-tap kernel as seen
+    from the small map: (first small-map offset, the kernel taps that land on each successive offset)."""
+    plan = []
+    for phase in range(factor):
+        groups: dict[int, list[int]] = {}
+        for tap, delta in enumerate((-1, 0, 1)):
+            groups.setdefault((phase + delta) // factor, []).append(tap)
+        offsets = sorted(groups)
+        plan.append((offsets[0], [groups[o] for o in offsets]))
+    return plan
+
+
+def phase_kernels(weight: torch.Tensor, factor: int) -> list[tuple[int, int, int, int, torch.Tensor]]:
+    """(row phase, column phase, first row offset, first column offset, kernel) for every output phase."""
+    taps = _phase_taps(factor)
+    out = []
+    for a, (r0, row_groups) in enumerate(taps):
+        for b, (c0, col_groups) in enumerate(taps):
+            rows = [torch.stack([weight[:, :, r][:, :, :, c].sum((2, 3)) for c in col_groups], -1) for r in row_groups]
+            out.append((a, b, r0, c0, torch.stack(rows, -2)))
+    return out
+
+
+def conv3x3_upsampled(
+    seg: torch.Tensor, kernels: list[tuple[int, int, int, int, torch.Tensor]], bias: torch.Tensor, factor: int
+) -> torch.Tensor:
+    """``conv2d(interpolate(seg, scale_factor=factor, mode='nearest'), w, bias, padding=1)`` from ``seg`` itself, with
+    ``kernels = phase_kernels(w, factor)``; channels-last output."""
+    n, _, h, w = seg.shape
+    padded = F.pad(seg, (1, 1, 1, 1))
+    out = seg.new_empty(n, h, factor, w, factor, bias.shape[0])
+    for a, b, r0, c0, k in kernels:
+        kh, kw = k.shape[2:]
+        part = padded[:, :, 1 + r0 : 1 + r0 + h + kh - 1, 1 + c0 : 1 + c0 + w + kw - 1]
+        out[:, :, a, :, b, :] = F.conv2d(part, k, bias).permute(0, 2, 3, 1)
+    return out.view(n, h * factor, w * factor, -1).permute(0, 3, 1, 2)
+
+
+def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample, per-channel mean and 1/sqrt(biased var + 1e-5) over H, W (InstanceNorm2d, no affine), in fp32
+    arithmetic and returned in ``x``'s dtype."""
+    var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+    return mean.to(x.dtype), (var + 1e-5).rsqrt_().to(x.dtype)
 
 
 class SPADE(nn.Module):
@@ -88,10 +143,40 @@ class SPADE(nn.Module):
         self.mlp_gamma = nn.Conv2d(nhidden, norm_nc, kernel_size=3, padding=1)
         self.mlp_beta = nn.Conv2d(nhidden, norm_nc, kernel_size=3, padding=1)
 
-    def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        normalized = F.instance_norm(x, eps=1e-5)
-        actv = self.mlp_shared(seg)
-        return normalized * (1 + self.mlp_gamma(actv)) + self.mlp_beta(actv)
+    def shared_features(self, seg: torch.Tensor, factor: int) -> torch.Tensor:
+        """ReLU(mlp_shared(seg upsampled ``factor`` times)), the upsampling folded into the conv."""
+        conv = self.mlp_shared[0]
+        dt = seg.dtype
+        if factor == 1:
+            weight, bias = conv_params(self, conv, dt, _FMT)
+            return F.relu_(F.conv2d(seg, weight, bias, padding=1))
+
+        def make() -> tuple[list, torch.Tensor]:
+            kernels = [(a, b, r, c, k.to(dt).contiguous(memory_format=_FMT))
+                       for a, b, r, c, k in phase_kernels(conv.weight.double(), factor)]
+            return kernels, conv.bias.to(dt)
+
+        kernels, bias = derived(self, ("shared", factor, dt), [conv.weight, conv.bias], make)
+        return F.relu_(conv3x3_upsampled(seg, kernels, bias, factor))
+
+    def forward(
+        self, x: torch.Tensor, seg: torch.Tensor, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """``seg`` is the label map at ``x``'s size or at an integer fraction of it (nearest upsampling implied);
+        ``stats`` may carry ``instance_stats(x)`` computed already."""
+        actv = self.shared_features(seg, x.shape[2] // seg.shape[2])
+        g, b = self.mlp_gamma, self.mlp_beta
+
+        def make() -> tuple[torch.Tensor, torch.Tensor]:
+            weight = torch.cat([g.weight, b.weight]).to(actv.dtype).contiguous(memory_format=_FMT)
+            return weight, torch.cat([g.bias, b.bias]).to(actv.dtype)
+
+        weight, bias = derived(self, ("gamma_beta", actv.dtype), [g.weight, g.bias, b.weight, b.bias], make)
+        gamma_beta = F.conv2d(actv, weight, bias, padding=1)
+        c = x.shape[1]
+        mean, rstd = instance_stats(x) if stats is None else stats
+        scale = gamma_beta[:, :c].add_(1).mul_(rstd)
+        return (x - mean).mul_(scale).add_(gamma_beta[:, c:])
 
 
 class SPADEResnetBlock(nn.Module):
@@ -111,10 +196,12 @@ class SPADEResnetBlock(nn.Module):
             self.norm_s = SPADE(fin, label_nc, nhidden)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        x_s = self.conv_s(self.norm_s(x, seg)) if self.learned_shortcut else x
-        dx = self.conv_0(F.leaky_relu(self.norm_0(x, seg), 0.2))
-        dx = self.conv_1(F.leaky_relu(self.norm_1(dx, seg), 0.2))
-        return x_s + dx
+        """``seg`` at ``x``'s size or an integer fraction of it (see ``SPADE.forward``)."""
+        stats = instance_stats(x)
+        x_s = self.conv_s(self.norm_s(x, seg, stats)) if self.learned_shortcut else x
+        dx = self.conv_0(F.leaky_relu_(self.norm_0(x, seg, stats), 0.2))
+        dx = self.conv_1(F.leaky_relu_(self.norm_1(dx, seg), 0.2))
+        return dx.add_(x_s)
 
 
 class SPADEDecoder(nn.Module):
@@ -145,24 +232,19 @@ class SPADEDecoder(nn.Module):
             m.fold()
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
-        segs: dict[tuple[int, int], torch.Tensor] = {tuple(feature.shape[2:]): feature}
-
-        def seg_at(x: torch.Tensor) -> torch.Tensor:
-            # The nearest-resized label map is the same for every block at one resolution: compute it once.
-            size = tuple(x.shape[2:])
-            if size not in segs:
-                segs[size] = F.interpolate(feature, size=size, mode="nearest")
-            return segs[size]
-
-        blocks: list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = [
-            getattr(self, f"G_middle_{i}") for i in range(6)
-        ]
-        x = self.fc(feature)
-        for block in blocks:
-            x = block(x, seg_at(x))
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.up_0(x, seg_at(x))
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = self.up_1(x, seg_at(x))
-        x = self.conv_img(F.leaky_relu(x, 0.2))
-        return torch.sigmoid(x)
+        """Runs in autocast's precision when it is on (weights cast once, not per call), else in ``feature``'s."""
+        dt = compute_dtype(feature)
+        with torch.autocast(feature.device.type, enabled=False):
+            seg = feature.to(dt).contiguous(memory_format=_FMT)
+            weight, bias = conv_params(self, self.fc, dt, _FMT)
+            x = F.conv2d(seg, weight, bias, padding=1)
+            for i in range(6):
+                x = getattr(self, f"G_middle_{i}")(x, seg)
+            x = self.up_0(F.interpolate(x, scale_factor=2, mode="nearest"), seg)
+            x = self.up_1(F.interpolate(x, scale_factor=2, mode="nearest"), seg)
+            conv = self.conv_img[0] if isinstance(self.conv_img, nn.Sequential) else self.conv_img
+            weight, bias = conv_params(self, conv, dt, _FMT)
+            x = F.conv2d(F.leaky_relu_(x, 0.2), weight, bias, padding=1)
+            if isinstance(self.conv_img, nn.Sequential):
+                x = self.conv_img[1](x)
+            return torch.sigmoid_(x)

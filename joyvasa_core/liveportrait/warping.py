@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import SameBlock2d
+from .blocks import SameBlock2d, conv_norm
 from .config import WarpingConfig
 from .dense_motion import DenseMotionNetwork, collapse_expanded, grid_sample_shared
+from .derived import compute_dtype, memory_format_for
 
 
 class WarpingNetwork(nn.Module):
@@ -44,13 +45,16 @@ class WarpingNetwork(nn.Module):
         compressed: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Returns ``occlusion_map`` (B,1,H,W), ``deformation`` (B,D,H,W,3) and ``out`` (B,C_out,H,W)."""
+        dt = compute_dtype(feature_3d)
         feature_3d = collapse_expanded(feature_3d)
         dense = self.dense_motion_network(feature_3d, kp_source, kp_driving, compressed=compressed)
         deformation = dense["deformation"]
         occlusion = dense.get("occlusion_map")
         warped = grid_sample_shared(feature_3d, deformation)
         b, c, d, h, w = warped.shape
-        out = self.fourth(self.third(warped.reshape(b, c * d, h, w)))
-        if self.config.flag_use_occlusion_map and occlusion is not None:
-            out = out * occlusion
+        with torch.autocast(warped.device.type, enabled=False):
+            x = warped.reshape(b, c * d, h, w).to(dt).contiguous(memory_format=memory_format_for(2))
+            out = conv_norm(self, self.fourth, None, self.third(x))
+            if self.config.flag_use_occlusion_map and occlusion is not None:
+                out = out.mul_(occlusion.to(dt))
         return {"occlusion_map": occlusion, "deformation": deformation, "out": out}
