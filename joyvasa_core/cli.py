@@ -130,12 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm", help="ddpm = the reference's [ddpm]")
     p.add_argument("--seed", type=int, help="noise seed (default: random, printed so the run can be repeated)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps [auto]")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16", "auto"),
-                   help="compute precision of the image networks [fp32]")
+    p.add_argument("--dtype", default="auto", choices=("fp32", "fp16", "bf16", "auto"),
+                   help="compute precision of the image networks; auto = bf16 where the CPU/GPU has native bf16 "
+                        "(same picture, >= 40 dB PSNR against fp32), else fp32 [auto]")
     p.add_argument("--no-crop", action="store_true", help="animate the whole image resized to 256 (no face crop)")
     p.add_argument("--no-pasteback", action="store_true", help="output the 512x512 face crop")
     p.add_argument("--no-stitching", action="store_true", help="no stitching (also disables paste-back)")
-    p.add_argument("--batch-size", type=int, default=4, help="frames per warp/render batch [4]")
+    p.add_argument("--batch-size", type=int, default=None, help="frames per warp/render batch [1 on CPU, 8 on GPU]")
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (reference 18) [18]")
     p.add_argument("--detector", choices=("auto", "official", "bundled"), default="auto",
                    help="face detector: official ONNX files when present, else the bundled one [auto]")
@@ -258,12 +259,20 @@ def run(args: argparse.Namespace) -> int:
     from .checkpoints.driving_template import write_driving_template
     from .checkpoints.motion_file import read_motion_file
     from .face.reference import check_image
-    from .models import load_models, resolve_device
+    from .models import auto_dtype, load_models, resolve_device
     from .motion.blinks import BlinkOptions, apply_blinks
     from .motion.edit import mix
     from .motion.preview import render_motion_preview
     from .partials import remove_stale_partials
-    from .pipeline import animate_options, encode_audio, motion_from_video, prepare_animation, sample_motion
+    from .pipeline import (
+        animate_options,
+        default_batch_size,
+        encode_audio,
+        motion_from_video,
+        prepare_animation,
+        sample_motion,
+    )
+    from .types import dtype_name
     from .validate import check_free_space, estimate_video_bytes, speech_notes
     from .video import VideoWriter, read_video
 
@@ -347,6 +356,8 @@ def run(args: argparse.Namespace) -> int:
         check_options({"sampler": args.sampler, "steps": args.steps,
                        "checkpoint_steps": models.motion_model.generator.config.n_diff_steps}, CLI)
     lp = models.liveportrait
+    if args.dtype == "auto":
+        _log(f"precision: {dtype_name(lp.dtype)} (auto: {auto_dtype(lp.device)[1]})", args.quiet)
     _log(f"models: {lp!r}" + (f", {models.motion_model!r}" if models.motion_model else "")
          + (f", detector {getattr(models.detector, 'name', 'none')}" if models.detector else ""), args.quiet)
 
@@ -385,7 +396,8 @@ def run(args: argparse.Namespace) -> int:
         _log(f"motion preview drawn to {outputs['motion_preview']}", args.quiet)
 
     w, h = job.frame_size(lp)
-    _log(f"rendering {job.n_frames} frames {w}x{h} on {lp.device} (batch {options.batch_size})", args.quiet)
+    batch = options.batch_size or default_batch_size(lp.device)
+    _log(f"rendering {job.n_frames} frames {w}x{h} on {lp.device} (batch {batch})", args.quiet)
     render_bar = TqdmProgress("render", not args.quiet)
     audio = job.audio.waveform if job.audio is not None else None
     try:

@@ -70,16 +70,34 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise CheckpointError(f"device {device!r} is unknown; use one of {', '.join(DEVICES)}.") from None
 
 
-def resolve_dtype(dtype: str | torch.dtype = "fp32", device: torch.device | None = None) -> torch.dtype:
-    """``fp32`` / ``fp16`` / ``bf16`` / ``auto`` (bf16 on GPUs that support it, else fp32: fp16 turns some frames
-    black on some GPUs, and CPUs without bf16 hardware get no gain)."""
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: CUDA GPUs that report it, CPUs with AMX or AVX-512 BF16 (where
+    oneDNN runs bf16 convolutions several times faster than fp32; elsewhere bf16 is emulated and slower)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        cpu = torch.cpu
+        checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+        return torch.backends.mkldnn.is_available() and any(bool(check()) for check in checks if check is not None)
+    return False
+
+
+def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
+    """The fastest precision that keeps the picture (>= 40 dB PSNR against fp32, measured by bench/bench_render.py
+    and tests/test_render_precision.py) on ``device``, and why: bf16 where the hardware has it, else fp32 (fp16
+    turns some frames black on some GPUs)."""
+    if native_bf16(device):
+        return torch.bfloat16, f"native bf16 on this {device.type.upper()}"
+    return torch.float32, f"no native bf16 on this {device.type.upper()}"
+
+
+def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None = None) -> torch.dtype:
+    """``fp32`` / ``fp16`` / ``bf16`` / ``auto`` (:func:`auto_dtype` for ``device``, CPU when not given)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     name = str(dtype).strip().lower()
     if name == "auto":
-        if device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
+        return auto_dtype(device if device is not None else torch.device("cpu"))[0]
     if name not in DTYPES:
         raise CheckpointError(f"dtype {dtype!r} is unknown; use one of fp32, fp16, bf16, auto.")
     return DTYPES[name]
@@ -405,14 +423,14 @@ def load_models(
     root: str | os.PathLike,
     animal: bool = False,
     device: str | torch.device = "auto",
-    dtype: str | torch.dtype = "fp32",
+    dtype: str | torch.dtype = "auto",
     detector: str = "auto",
     need_motion_model: bool = True,
     need_detector: bool = True,
     detector_range: str = "auto",
 ) -> ModelSet:
-    """The command line's loader: LivePortrait (human or animal), JoyVASA (unless a motion is reused) and a
-    detector (humans only; animals are not cropped by default)."""
+    """The command line's loader: LivePortrait (human or animal) in ``dtype`` (``auto``: :func:`auto_dtype`), JoyVASA
+    (unless a motion is reused) and a detector (humans only; animals are not cropped by default)."""
     dev = resolve_device(device)
     lp = load_liveportrait(root, "animal" if animal else "human", dev, dtype)
     motion_model = load_motion_model(root, dev) if need_motion_model else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,7 +54,7 @@ class AnimateOptions:
     sampling: SamplingOptions = field(default_factory=lambda: SamplingOptions(cfg_scale=4.0))
     keypoints: KeypointOptions = field(default_factory=KeypointOptions.web)
     paste_back: bool = True
-    batch_size: int = 4
+    batch_size: int | None = None  # None: default_batch_size(device)
 
 
 def animate_options(
@@ -62,7 +63,7 @@ def animate_options(
     crop: bool | None = None,
     stitching: bool | None = None,
     paste_back: bool | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     sampling: dict[str, Any] | None = None,
     keypoints: dict[str, Any] | None = None,
     reference: dict[str, Any] | None = None,
@@ -101,7 +102,7 @@ def animate_options(
         kp = replace(kp, **keypoints)
     if reference:
         ref = replace(ref, **reference)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"animate options: batch_size must be >= 1, got {batch_size}")
     return AnimateOptions(mode="animal" if animal else "human", preset=preset, reference=ref, sampling=sampling_options,
                           keypoints=kp, paste_back=paste, batch_size=batch_size)
@@ -320,40 +321,64 @@ def paste_back_for(reference: ReferenceFace | None, index: int = 0, crop_size: i
     return PasteBack(face.image, face.crop.M_c2o, crop_size=crop_size)
 
 
+def default_batch_size(device: torch.device) -> int:
+    """Frames per W/G pass when the caller does not choose: 1 on CPU (a larger batch only grows the working set
+    there: bench/bench_render.py --batch), 8 on a GPU, whose throughput needs the parallel work."""
+    return 1 if device.type == "cpu" else 8
+
+
 @torch.no_grad()
 def render_frames(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
-    paste_back: PasteBack | None = None, batch_size: int = 4, progress: Progress | None = None,
+    paste_back: PasteBack | None = None, batch_size: int | None = None, progress: Progress | None = None,
     as_uint8: bool = False,
 ) -> Iterator[torch.Tensor]:
-    """Yield (n, H, W, 3) CPU frames, ``batch_size`` at a time: W and G on the chunk, then paste-back.
+    """Yield (n, H, W, 3) CPU frames, ``batch_size`` at a time (default :func:`default_batch_size`): W and G on the
+    chunk, then paste-back.
 
     Frames are float in [0, 1] (a ComfyUI IMAGE chunk), or uint8 truncated like the reference's writer with
-    ``as_uint8``. Without ``paste_back`` the frames are G's crop (512x512).
+    ``as_uint8``. Without ``paste_back`` the frames are G's crop (512x512). The finishing of a chunk (paste-back,
+    conversion, the copy to the CPU) runs in a worker thread while the next chunk renders, so a chunk is yielded
+    one chunk after it was rendered; a consumer that writes video should use ``VideoWriter``, which encodes in a
+    thread of its own.
     """
     progress = ensure_progress(progress)
+    dev = models.device
+    batch_size = default_batch_size(dev) if batch_size is None else batch_size
     if batch_size < 1:
         raise ValueError(f"render: batch_size must be >= 1, got {batch_size}")
-    dev = models.device
     feature = appearance.feature.to(dev)
     compressed = None if appearance.compressed is None else appearance.compressed.to(dev)
     x_s = appearance.x_s.to(dev, torch.float32)
     total = keypoints.n_frames
-    for lo in range(0, total, batch_size):
-        progress.check_cancel()
-        x_d = keypoints.x_d[lo : lo + batch_size].to(dev, torch.float32)
-        with models.autocast():
-            warped = models.warping(feature, kp_source=x_s, kp_driving=x_d, compressed=compressed)["out"]
-            image = models.spade(warped)
+
+    @torch.no_grad()
+    def finish(image: torch.Tensor) -> torch.Tensor:
         image = image.float()
         if paste_back is not None:
-            frames = paste_back(image, layout="nchw", as_uint8=as_uint8)
-        else:
-            frames = image.clamp(0, 1).permute(0, 2, 3, 1)
-            if as_uint8:
-                frames = frames.mul(255).to(torch.uint8)  # truncation, as the reference's astype(uint8)
-        yield frames.cpu()
-        progress.update(min(lo + batch_size, total), total)
+            return paste_back(image, layout="nchw", as_uint8=as_uint8).cpu()
+        frames = image.clamp(0, 1).permute(0, 2, 3, 1)
+        if as_uint8:
+            frames = frames.mul(255).to(torch.uint8)  # truncation, as the reference's astype(uint8)
+        return frames.cpu()
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="joyvasa-finish") as pool:
+        pending: tuple[Future, int] | None = None
+        for lo in range(0, total, batch_size):
+            progress.check_cancel()
+            hi = min(lo + batch_size, total)
+            x_d = keypoints.x_d[lo:hi].to(dev, torch.float32)
+            with models.autocast():
+                warped = models.warping(feature, kp_source=x_s, kp_driving=x_d, compressed=compressed)["out"]
+                image = models.spade(warped)
+            future = pool.submit(finish, image)
+            if pending is not None:
+                yield pending[0].result()
+                progress.update(pending[1], total)
+            pending = (future, hi)
+        if pending is not None:
+            yield pending[0].result()
+            progress.update(pending[1], total)
 
 
 def _frame_size(models: LivePortraitModels, paste_back: PasteBack | None) -> tuple[int, int]:
@@ -376,7 +401,7 @@ def _gather(chunks: Iterator[torch.Tensor], n_frames: int, size: tuple[int, int]
 
 def warp_and_render(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
-    reference: ReferenceFace | None = None, paste_back: bool = True, batch_size: int = 4,
+    reference: ReferenceFace | None = None, paste_back: bool = True, batch_size: int | None = None,
     progress: Progress | None = None, index: int = 0,
 ) -> torch.Tensor:
     """WarpAndRender: every frame at once, (N, H, W, 3) float in [0, 1] (the original image's size with paste-back,
@@ -418,7 +443,7 @@ class Animation:
         self, models: LivePortraitModels, progress: Progress | None = None, as_uint8: bool = False,
         batch_size: int | None = None,
     ) -> Iterator[torch.Tensor]:
-        """Stream the frames in chunks of ``batch_size`` (default: the options')."""
+        """Stream the frames in chunks of ``batch_size`` (default: the options', else the device's)."""
         return render_frames(models, self.appearance, self.keypoints, self.paste_back,
                              batch_size or self.options.batch_size, progress, as_uint8)
 

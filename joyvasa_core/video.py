@@ -5,12 +5,17 @@ same is done here in one pass without a temporary video and without an ffmpeg bi
 hidden partial name in the target folder (``partials``) and renamed only when complete, so a failed or cancelled run
 never leaves a broken file and never replaces the user's existing output (unless ``overwrite``); a full disk is one
 clear error.
+
+Conversion to uint8 and the H.264 encode run in a writer thread (``background``, the default), fed through a short
+queue, so they overlap with the rendering of the next chunk instead of adding to it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -60,11 +65,17 @@ def _even(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+_END = object()
+QUEUED_CHUNKS = 2  # chunks waiting for the writer thread: enough to overlap, few enough to keep memory flat
+
+
 class VideoWriter:
     """Write frames chunk by chunk; speech is interleaved as the video advances.
 
     Use as a context manager: leaving the block normally finishes and renames the file; an exception (including
-    KeyboardInterrupt) removes the temporary file and leaves any existing output untouched.
+    KeyboardInterrupt) removes the temporary file and leaves any existing output untouched. With ``background``
+    the chunks are encoded by a writer thread (a chunk must not be modified after ``write``); an error there is
+    raised by the next ``write`` or by ``close``.
     """
 
     def __init__(
@@ -77,6 +88,7 @@ class VideoWriter:
         overwrite: bool = False,
         preset: str = "medium",
         audio_bitrate: int = 128_000,
+        background: bool = True,
     ) -> None:
         self.path = check_outputs([Output("out", path, VIDEO_EXTS, "video container")], {}, overwrite)[0]["out"]
         self.overwrite = overwrite
@@ -99,6 +111,11 @@ class VideoWriter:
         self._astream = None
         self.n_frames = 0
         self.size: tuple[int, int] | None = None
+        self.background = background
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUED_CHUNKS)
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._dropping = False
 
     def _open(self, width: int, height: int) -> None:
         import av
@@ -133,6 +150,42 @@ class VideoWriter:
 
     def write(self, frames: Any) -> None:
         """Append (N, H, W, 3) frames (uint8, or float in [0, 1]); every chunk must have the first chunk's size."""
+        self._raise_worker_error()
+        if not self.background:
+            self._encode(frames)
+            return
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, name="joyvasa-video-writer", daemon=True)
+            self._worker.start()
+        self._queue.put(frames)  # waits while QUEUED_CHUNKS are pending: memory stays bounded
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if self._error is not None or self._dropping:
+                continue  # keep draining so that a waiting ``write`` is released
+            try:
+                self._encode(item)
+            except BaseException as exc:  # handed to the caller's thread by the next write/close
+                self._error = exc
+
+    def _stop_worker(self, drop: bool = False) -> None:
+        """Wait for the writer thread to encode what is queued (or, with ``drop``, to discard it) and end."""
+        if self._worker is None:
+            return
+        self._dropping = drop
+        self._queue.put(_END)
+        self._worker.join()
+        self._worker = None
+
+    def _raise_worker_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _encode(self, frames: Any) -> None:
         try:
             self._write(frames)
         except OSError as exc:
@@ -160,6 +213,12 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Flush the encoders, mux the rest of the speech, and move the finished file into place."""
+        try:
+            self._stop_worker()
+            self._raise_worker_error()
+        except BaseException:
+            self.abort()
+            raise
         if self._container is None:
             self.abort()
             raise OutputFileError(f"output {self.path}: no frames were rendered, nothing was written.")
@@ -185,6 +244,8 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Drop everything written so far; the target path is never touched."""
+        self._stop_worker(drop=True)
+        self._error = None
         if self._container is not None:
             try:
                 self._container.close()

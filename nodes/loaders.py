@@ -3,11 +3,14 @@ folders. Returned objects stay in ComfyUI's cache while the node is in the graph
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management
 
 from ..joyvasa_core.checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE
 from ..joyvasa_core.errors import CheckpointError
 from ..joyvasa_core.models import (
+    auto_dtype,
     bundled_face_detector,
     find_liveportrait_files,
     load_face_detector,
@@ -16,6 +19,7 @@ from ..joyvasa_core.models import (
     official_detector_dirs,
     resolve_device,
 )
+from ..joyvasa_core.types import dtype_name
 from .errors import node_errors
 from .folders import (
     INSIGHTFACE,
@@ -62,8 +66,9 @@ class JoyVASALivePortraitLoader:
                 "variant": (VARIANTS, {"default": "human", "tooltip": "human portraits, or the animal weights "
                                        "(v1.1 is the newer release)."}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
-                "dtype": (DTYPES, {"default": "auto", "tooltip": "auto = bf16 on GPUs that support it, else fp32. "
-                                   "fp16 can give black frames on some GPUs."}),
+                "dtype": (DTYPES, {"default": "auto", "tooltip": "auto = bf16 where the GPU or CPU has native bf16 "
+                                   "(AMX / AVX-512 BF16 CPUs: several times faster, same picture), else fp32; the "
+                                   "console says which. fp16 can give black frames on some GPUs."}),
             }
         }
 
@@ -80,7 +85,11 @@ class JoyVASALivePortraitLoader:
                 except CheckpointError as err:
                     first_error = first_error or err
                     continue
-                return (load_liveportrait(root, variant, comfy_device(device), dtype),)
+                models = load_liveportrait(root, variant, comfy_device(device), dtype)
+                if dtype == "auto":
+                    logging.info("JoyVASA LivePortrait Loader: dtype auto -> %s (%s)", dtype_name(models.dtype),
+                                 auto_dtype(models.device)[1])
+                return (models,)
             raise first_error
 
 

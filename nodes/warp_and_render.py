@@ -36,8 +36,8 @@ class JoyVASAWarpAndRender:
                 "appearance": ("JOYVASA_APPEARANCE",),
                 "keypoints": ("JOYVASA_KEYPOINTS",),
                 "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Put the animated face back into the photo."}),
-                "batch_size": ("INT", {"default": 4, "min": 1, "max": 256, "tooltip": "Frames per network pass "
-                               "(more = faster on a GPU, more memory)."}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Frames per network pass: 1 "
+                               "is fastest on a CPU, 8 or more on a GPU (more memory)."}),
                 "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to "
                                 "paste into (the one given to Extract Appearance)."}),
             },
