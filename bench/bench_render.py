@@ -221,22 +221,24 @@ def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor, float]:
 
 
 def whole_job(setup: Setup, models: LivePortraitModels, appearance: Appearance, x_d: torch.Tensor,
-              batch: int | None) -> tuple[float, float]:
-    """(render loop alone, whole job) seconds for the same frames: paste-back + uint8 + H.264 in the job."""
+              batch: int | None, rounds: int) -> tuple[list[float], list[float]]:
+    """Seconds of the render loop alone and of the whole job (paste-back + uint8 + H.264 in the writer thread) on
+    the same frames, in interleaved rounds."""
     kw = {} if batch is None else {"batch_size": batch}
     kps = setup.keypoints(x_d)
     paster = setup.paste_back()
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        for _ in render_frames(models, appearance, kps, **kw):
-            pass
-        alone = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory() as tmp:
+    alone, job = [], []
+    with torch.inference_mode(), tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
             t0 = time.perf_counter()
-            with VideoWriter(Path(tmp) / "job.mp4", fps=25) as writer:
+            for _ in render_frames(models, appearance, kps, **kw):
+                pass
+            alone.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            with VideoWriter(Path(tmp) / f"job{r}.mp4", fps=25) as writer:
                 for chunk in render_frames(models, appearance, kps, paste_back=paster, as_uint8=True, **kw):
                     writer.write(chunk)
-            job = time.perf_counter() - t0
+            job.append(time.perf_counter() - t0)
     return alone, job
 
 
@@ -297,10 +299,12 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.job_frames > 0:
         key = "bf16" if summary["ours bf16"][0] > summary["ours fp32"][0] else "fp32"
-        alone, job = whole_job(setup, models[key], appearances[key], setup.driving(args.job_frames), args.batch)
         n = args.job_frames
-        print(f"whole job ({key}, {n} frames, paste-back into 1024x1024 + uint8 + H.264): {n / job:.3f} frames/s; "
-              f"render loop alone {n / alone:.3f} frames/s; job/render {alone / job:.2f}")
+        alone, job = whole_job(setup, models[key], appearances[key], setup.driving(n), args.batch, args.rounds)
+        ratio = statistics.median(a / j for a, j in zip(alone, job, strict=True))
+        print(f"whole job ({key}, {n} frames, paste-back into 1024x1024 + uint8 + H.264): "
+              f"{n / statistics.median(job):.3f} frames/s; render loop alone {n / statistics.median(alone):.3f} "
+              f"frames/s; job/render {ratio:.2f} (median of {args.rounds} interleaved rounds)")
     print(f"(load average {os.getloadavg()[0]:.2f}; total run {time.perf_counter() - t_start:.0f} s)")
     s32, d32, _ = summary["ours fp32"]
     s16, _, p16 = summary["ours bf16"]
