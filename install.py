@@ -1,7 +1,9 @@
 """Run by ComfyUI-Manager after it installs requirements.txt (cwd = this pack's folder).
 
-It prepares the model folders this pack reads and checks the environment. It never installs anything: torch
-belongs to ComfyUI, and the other dependencies come from requirements.txt.
+It prepares this pack's own model folder and checks the environment. It never installs anything: torch belongs to
+ComfyUI, and the other dependencies come from requirements.txt. Shared folders are left alone: ComfyUI-LivePortraitKJ
+downloads into models/liveportrait and insightface into models/insightface/models/buffalo_l only when those folders
+do not exist, so an empty one would break them; this pack's loaders fill them on first use instead.
 """
 
 from __future__ import annotations
@@ -11,13 +13,9 @@ import os
 import sys
 from pathlib import Path
 
-MODEL_FOLDERS = (
-    "joyvasa",
-    "liveportrait",
-    "liveportrait/animal",
-    "insightface/models/buffalo_l",
-)
-RUNTIME_MODULES = ("torch", "transformers", "safetensors", "numpy", "cv2", "soundfile", "soxr", "av", "onnxruntime")
+MODEL_FOLDERS = ("joyvasa",)
+RUNTIME_MODULES = ("torch", "transformers", "huggingface_hub", "safetensors", "numpy", "cv2", "soundfile", "soxr", "av",
+                   "onnxruntime")
 
 
 def find_models_dir(pack_dir: Path) -> Path | None:
@@ -29,7 +27,7 @@ def find_models_dir(pack_dir: Path) -> Path | None:
 
 
 def prepare_model_folders(models_dir: Path) -> list[Path]:
-    """Create the folders users drop their checkpoints into; returns the ones it created."""
+    """Create the pack's own folder users drop their checkpoints into; returns the ones it created."""
     created = []
     for name in MODEL_FOLDERS:
         folder = models_dir / name

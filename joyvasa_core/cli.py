@@ -4,6 +4,9 @@ Every option and file is checked before any model loads (``validate``); user err
 files, no face, silent audio, an existing output) print one line and exit with code 2, without a traceback. Ctrl-C
 (exit 130), SIGTERM (143) and SIGHUP (129) stop the run and remove its partial files; notes (a resized photo, a
 dropped alpha channel, a very short clip) are printed as ``note:`` lines.
+
+With no ``--image``/``--audio`` it animates the shipped example; missing model files are downloaded into ``--models``
+(a per-user folder by default) on first use, unless ``--no-download``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FaceInputError, JoyVASAError
+from .model_files import ModelFile
 from .validate import (
     CLI,
     MOTION_EXTS,
@@ -107,7 +111,34 @@ class TqdmProgress:
             self.bar.close()
 
 
+class TqdmFileProgress:
+    """One tqdm bar (bytes) per downloaded file."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, file: ModelFile, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        bar = self.bars.get(file.target)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = self.bars[file.target] = tqdm(total=total, desc=file.target, unit="B", unit_scale=True,
+                                                dynamic_ncols=True, leave=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .download import user_models_dir
+    from .examples import EXAMPLE_IMAGE
     from .face.select import FACE_ORDERS
     from .models import DETECTOR_RANGES
 
@@ -115,10 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m joyvasa_core",
         description="Make a portrait (or an animal face) talk from speech: JoyVASA motion + LivePortrait rendering.",
     )
-    p.add_argument("--image", required=True, help="reference portrait (png/jpg)")
-    p.add_argument("--audio", help="speech (wav/flac/mp3/m4a...); optional with --motion (then the video is silent)")
-    p.add_argument("--models", default="models", help="models folder holding liveportrait/ and joyvasa/ "
-                   "(ComfyUI's models folder or the reference's pretrained_weights) [models]")
+    p.add_argument("--image", default=str(EXAMPLE_IMAGE),
+                   help="reference portrait (png/jpg) [the shipped example portrait]")
+    p.add_argument("--audio", help="speech (wav/flac/mp3/m4a...) [the shipped example speech, unless --motion is "
+                   "given: then the video is silent]")
+    p.add_argument("--models", default=str(user_models_dir()), help="models folder holding liveportrait/ and "
+                   "joyvasa/ (ComfyUI's models folder or the reference's pretrained_weights); JOYVASA_MODELS sets "
+                   "the default [%(default)s]")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                   help="download missing model files from the Hugging Face Hub into --models (HF_ENDPOINT, "
+                        "HF_TOKEN and HF_HUB_OFFLINE are honoured) [--download]")
     p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--animal", action="store_true", help="animal mode: animal weights, whole image, no stitching")
@@ -258,7 +295,10 @@ def run(args: argparse.Namespace) -> int:
     from .audio.io import load_audio
     from .checkpoints.driving_template import write_driving_template
     from .checkpoints.motion_file import read_motion_file
+    from .download import download_missing
+    from .examples import EXAMPLE_AUDIO
     from .face.reference import check_image
+    from .model_files import ANIMAL, HUMAN, MOTION_GENERATOR, OFFICIAL_DETECTOR
     from .models import auto_dtype, load_models, resolve_device
     from .motion.blinks import BlinkOptions, apply_blinks
     from .motion.edit import mix
@@ -278,6 +318,8 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # 1. Options and files, before anything heavy is read.
+    if args.audio is None and args.motion is None and args.motion_from_video is None:
+        args.audio = str(EXAMPLE_AUDIO)
     device = resolve_device(args.device)
     notes = check_options({**vars(args), "device_type": device.type}, CLI)
     inputs = {
@@ -345,7 +387,17 @@ def run(args: argparse.Namespace) -> int:
     check_free_space("out", out, estimate_video_bytes(n_frames, width, height, args.crf, seconds), CLI)
     _notes(notes)
 
-    # 3. The models, then the checks that need them.
+    # 3. The models (fetched when missing), then the checks that need them.
+    needed = [ANIMAL if args.animal else HUMAN] + ([MOTION_GENERATOR] if sample else [])
+    if args.detector == "official" and not args.animal:  # optional files: only when asked for by name
+        needed.append(OFFICIAL_DETECTOR)
+    files_bar = TqdmFileProgress(not args.quiet)
+    try:
+        fetched = download_missing(args.models, needed, allow=args.download, progress=files_bar)
+    finally:
+        files_bar.close()
+    if fetched:
+        _log(f"downloaded {len(fetched)} model files into {args.models}", args.quiet)
     with _reading("models"):
         models = load_models(args.models, animal=args.animal, device=device, dtype=args.dtype,
                              detector=args.detector, need_motion_model=sample,

@@ -45,8 +45,9 @@ JOYVASA_CONFIG_FILE = "joyvasa_config.json"
 WEIGHT_EXTS: tuple[str, ...] = (".safetensors", ".pth")
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# Folders that may sit between ``root`` and the weight folders.
-_PREFIXES: tuple[str, ...] = ("", "pretrained_weights", "models")
+# Folders that may sit between ``root`` and the weight folders; ``liveportrait`` is the KwaiVGI/LivePortrait tree
+# downloaded with the hub's command line into models/liveportrait (liveportrait/liveportrait/base_models/...).
+_PREFIXES: tuple[str, ...] = ("", "pretrained_weights", "models", "liveportrait")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""install.py prepares model folders inside a ComfyUI tree and never installs anything."""
+"""install.py prepares its own model folder inside a ComfyUI tree, leaves shared ones absent and never installs
+anything."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ def test_install_creates_model_folders_inside_comfyui(tmp_path):
     models = install.find_models_dir(pack)
     assert models == (tmp_path / "ComfyUI" / "models").resolve()
     created = install.prepare_model_folders(models)
-    assert {p.relative_to(models).as_posix() for p in created} == set(install.MODEL_FOLDERS)
+    assert {p.relative_to(models).as_posix() for p in created} == {"joyvasa"}
     assert install.prepare_model_folders(models) == []
+    # shared folders other packs download into only when they are absent stay absent
+    assert not (models / "liveportrait").exists() and not (models / "insightface").exists()
 
 
 def test_install_outside_comfyui_touches_nothing(tmp_path):
