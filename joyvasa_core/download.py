@@ -167,17 +167,22 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def describe_missing(root: Path, files: list[ModelFile], reason: str, notes: dict[str, str] | None = None) -> str:
-    """One message: why nothing was fetched, then each file with its folder, approximate size and URL."""
+def missing_error(root: Path, files: list[ModelFile], reason: str, notes: dict[str, str] | None = None,
+                  ) -> DownloadError:
+    """One message: why nothing was fetched, then each file with its folder, approximate size and URL (one line
+    per file for the nodes' dialog; the same on one line, after ``--models``, for the command line)."""
     notes = notes or {}
     base = endpoint()
-    lines = [f"JoyVASA model files: {len(files)} missing under {root} and not downloaded: {reason}. Put each file "
-             "in its folder (or fix the cause and run again):"]
+    where = f"{root}" if root.is_dir() else f"{root} (no such folder)"
+    head = f"JoyVASA model files: {len(files)} missing under {where} and not downloaded: {reason}"
+    items = []
     for f in files:
         note = f" [{notes[f.target]}]" if f.target in notes else ""
-        lines.append(f"  {root / f.folder}{os.sep}{f.name} (~{_size(f.approx_bytes)}, {f.licence}) <- "
+        items.append(f"{root / f.folder}{os.sep}{f.name} (~{_size(f.approx_bytes)}, {f.licence}) <- "
                      f"{f.url(base)}{note}")
-    return "\n".join(lines)
+    fix = "Put each file in its folder (or fix the cause and run again)"
+    node = "\n".join([f"{head}. {fix}:"] + [f"  {item}" for item in items])
+    return DownloadError(node, cli=f"--models {head}. {fix}: " + "; ".join(items))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -310,14 +315,13 @@ def download_missing(
     if not files:
         return []
     if not allow:
-        raise DownloadError(describe_missing(root, files, "downloads are turned off (choose 'download missing "
-                                                        "files' in the loader, or drop --no-download)"))
+        raise missing_error(root, files, "downloads are turned off (choose 'download missing files' in the loader, "
+                                         "or drop --no-download)")
     if offline():
-        raise DownloadError(describe_missing(root, files, "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set; unset "
-                                                        "it to download"))
+        raise missing_error(root, files, "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set; unset it to download")
     sizes, problems, unreachable = _probe(files)
     if unreachable or problems:
-        raise DownloadError(describe_missing(root, files, unreachable or "the hub refused some files", problems))
+        raise missing_error(root, files, unreachable or "the hub refused some files", problems)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     fetched: list[ModelFile] = []
@@ -347,6 +351,6 @@ def download_missing(
         shutil.rmtree(staging, ignore_errors=True)
     if problems:
         failed = [f for f in files if f.target in problems]
-        raise DownloadError(describe_missing(root, failed, "some downloads failed", problems))
+        raise missing_error(root, failed, "some downloads failed", problems)
     return fetched
 

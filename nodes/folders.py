@@ -34,9 +34,24 @@ def register_model_folders() -> None:
 
 
 def list_files(folder: str, exts: Iterable[str]) -> list[str]:
-    """Files of a registered model folder with one of ``exts`` (recursive, ComfyUI's cached listing)."""
+    """Files of a registered model folder with one of ``exts`` (recursive, ComfyUI's cached listing). A folder
+    removed while the server runs makes ComfyUI's cache check fail: the stale entry is dropped and listed again."""
     exts = tuple(e.lower() for e in exts)
-    return [f for f in folder_paths.get_filename_list(folder) if f.lower().endswith(exts)]
+    try:
+        names = folder_paths.get_filename_list(folder)
+    except OSError:
+        folder_paths.filename_list_cache.pop(folder, None)
+        folder_paths.cache_helper.clear()
+        names = folder_paths.get_filename_list(folder)
+    return [f for f in names if f.lower().endswith(exts)]
+
+
+def model_path_or_none(folder: str, name: str) -> str | None:
+    """Like :func:`model_path`, but None when the file is not there (yet)."""
+    try:
+        return model_path(folder, name)
+    except FileNotFoundError:
+        return None
 
 
 def model_path(folder: str, name: str) -> str:

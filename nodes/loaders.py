@@ -6,13 +6,16 @@ from __future__ import annotations
 import logging
 
 import comfy.model_management
+import folder_paths
 
 from ..joyvasa_core.checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE
+from ..joyvasa_core.download import feature_fingerprint, fingerprint, locate_or_download
 from ..joyvasa_core.errors import CheckpointError
+from ..joyvasa_core.model_files import MOTION_GENERATOR, liveportrait_feature
 from ..joyvasa_core.models import (
     auto_dtype,
     bundled_face_detector,
-    find_liveportrait_files,
+    find_joyvasa_files,
     load_face_detector,
     load_liveportrait,
     load_motion_model,
@@ -29,14 +32,23 @@ from .folders import (
     TEMPLATE_EXTS,
     list_files,
     model_path,
+    model_path_or_none,
     model_roots,
 )
+from .progress import ComfyDownloadProgress
 
 DEVICES = ["auto", "cpu", "cuda"]
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
 VARIANTS = ["human", "animal_v1.1", "animal_v1.0"]
 DETECTORS_ALWAYS = ["auto", "bundled_short_range", "bundled_full_range"]
 OFFICIAL_DETECTOR = "official_insightface"
+DOWNLOAD, NEVER_DOWNLOAD = "download missing files", "never download"
+DOWNLOAD_INPUT = ([DOWNLOAD, NEVER_DOWNLOAD], {
+    "default": DOWNLOAD,
+    "tooltip": "Missing model files are fetched from the Hugging Face Hub into ComfyUI's models folder (progress "
+               "per file; HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are honoured). 'never download' stops with an "
+               "error that lists each missing file, its URL and its folder.",
+})
 
 
 def comfy_device(name: str):
@@ -51,7 +63,9 @@ class JoyVASALivePortraitLoader:
         "Loads LivePortrait's five networks (appearance F, motion M, warping W, generator G, stitching S) from "
         "models/liveportrait: the community safetensors (liveportrait/*.safetensors) or the official release "
         "(liveportrait/base_models/*.pth + retargeting_models/); animals from liveportrait/animal/ or "
-        "liveportrait_animals/base_models_v1.1/. dtype is the compute precision of F/M/W/G (keypoint maths stays fp32)."
+        "liveportrait_animals/base_models_v1.1/. Missing files are downloaded on first use (human and animal v1.0: "
+        "Kijai/LivePortrait_safetensors, into the folders ComfyUI-LivePortraitKJ uses; animal v1.1: "
+        "KwaiVGI/LivePortrait). dtype is the compute precision of F/M/W/G (keypoint maths stays fp32)."
     )
     CATEGORY = "JoyVASA/loaders"
     FUNCTION = "load"
@@ -69,35 +83,31 @@ class JoyVASALivePortraitLoader:
                 "dtype": (DTYPES, {"default": "auto", "tooltip": "auto = bf16 where the GPU or CPU has native bf16 "
                                    "(AMX / AVX-512 BF16 CPUs: several times faster, same picture), else fp32; the "
                                    "console says which. fp16 can give black frames on some GPUs."}),
+                "download": DOWNLOAD_INPUT,
             }
         }
 
-    def load(self, variant: str, device: str, dtype: str):
+    @classmethod
+    def IS_CHANGED(cls, variant: str, **_):
+        """The files on disk: a cached model is reloaded (or its files fetched again) once they change or vanish."""
+        return feature_fingerprint(model_roots(LIVEPORTRAIT), liveportrait_feature(variant))
+
+    def load(self, variant: str, device: str, dtype: str, download: str = DOWNLOAD):
         with node_errors("JoyVASA LivePortrait Loader"):
-            roots = model_roots(LIVEPORTRAIT)
-            if not roots:
-                raise CheckpointError(f"LivePortrait {variant} weights: no models/{LIVEPORTRAIT} folder exists; "
-                                      "create it and put the weights there.")
-            first_error: CheckpointError | None = None
-            for root in roots:  # the first location holding a complete set (extra_model_paths.yaml may add some)
-                try:
-                    find_liveportrait_files(root, variant)
-                except CheckpointError as err:
-                    first_error = first_error or err
-                    continue
-                models = load_liveportrait(root, variant, comfy_device(device), dtype)
-                if dtype == "auto":
-                    logging.info("JoyVASA LivePortrait Loader: dtype auto -> %s (%s)", dtype_name(models.dtype),
-                                 auto_dtype(models.device)[1])
-                return (models,)
-            raise first_error
+            root = locate_or_download(model_roots(LIVEPORTRAIT), folder_paths.models_dir, liveportrait_feature(variant),
+                                      allow=download == DOWNLOAD, progress=ComfyDownloadProgress())
+            models = load_liveportrait(root, variant, comfy_device(device), dtype)
+            if dtype == "auto":
+                logging.info("JoyVASA LivePortrait Loader: dtype auto -> %s (%s)", dtype_name(models.dtype),
+                             auto_dtype(models.device)[1])
+            return (models,)
 
 
 class JoyVASAMotionModelLoader:
     DESCRIPTION = (
         "Loads the JoyVASA motion generator (motion_generator_hubert_chinese.pt, with its HuBERT audio encoder) and "
         "the motion template (motion_template.pkl) from models/joyvasa (the reference's JoyVASA/motion_generator + "
-        "motion_template layout inside it works too)."
+        "motion_template layout inside it works too). The two files are downloaded from jdh-algo/JoyVASA on first use."
     )
     CATEGORY = "JoyVASA/loaders"
     FUNCTION = "load"
@@ -107,22 +117,39 @@ class JoyVASAMotionModelLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        ckpts = list_files(JOYVASA, MOTION_CHECKPOINT_EXTS)
-        templates = list_files(JOYVASA, TEMPLATE_EXTS)
+        # The released names are always offered (first), present or not: a list is never empty, so ComfyUI never
+        # drops the branch, and choosing them fetches them when missing.
+        ckpts = [GENERATOR_FILE] + [f for f in list_files(JOYVASA, MOTION_CHECKPOINT_EXTS) if f != GENERATOR_FILE]
+        templates = [TEMPLATE_FILE] + [f for f in list_files(JOYVASA, TEMPLATE_EXTS) if f != TEMPLATE_FILE]
         return {
             "required": {
-                "checkpoint": (ckpts, {"tooltip": f"{GENERATOR_FILE} in models/{JOYVASA}."}),
-                "template": (templates, {"tooltip": f"{TEMPLATE_FILE} (the motion statistics) in models/{JOYVASA}."}),
+                "checkpoint": (ckpts, {"default": GENERATOR_FILE, "tooltip": f"{GENERATOR_FILE} in models/{JOYVASA} "
+                               "(downloaded when missing), or another checkpoint found there."}),
+                "template": (templates, {"default": TEMPLATE_FILE, "tooltip": f"{TEMPLATE_FILE} (the motion "
+                             f"statistics) in models/{JOYVASA} (downloaded when missing)."}),
                 "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
                 "dtype": (["fp32", "fp16", "bf16"], {"default": "fp32", "tooltip": "precision of the diffusion "
                           "transformer and HuBERT."}),
+                "download": DOWNLOAD_INPUT,
             }
         }
 
-    def load(self, checkpoint: str, template: str, device: str, dtype: str):
+    @classmethod
+    def IS_CHANGED(cls, checkpoint: str, template: str, **_):
+        return fingerprint([model_path_or_none(JOYVASA, checkpoint), model_path_or_none(JOYVASA, template)])
+
+    def load(self, checkpoint: str, template: str, device: str, dtype: str, download: str = DOWNLOAD):
         with node_errors("JoyVASA Motion Generator Loader"):
-            return (load_motion_model(None, comfy_device(device), dtype, generator_path=model_path(JOYVASA, checkpoint),
-                                      template_path=model_path(JOYVASA, template)),)
+            motion, tpl = model_path_or_none(JOYVASA, checkpoint), model_path_or_none(JOYVASA, template)
+            if (motion is None and checkpoint == GENERATOR_FILE) or (tpl is None and template == TEMPLATE_FILE):
+                root = locate_or_download(model_roots(JOYVASA), folder_paths.models_dir, MOTION_GENERATOR,
+                                          allow=download == DOWNLOAD, progress=ComfyDownloadProgress())
+                found = find_joyvasa_files(root)
+                motion = motion or str(found[0])
+                tpl = tpl or str(found[1])
+            return (load_motion_model(None, comfy_device(device), dtype,
+                                      generator_path=motion or model_path(JOYVASA, checkpoint),
+                                      template_path=tpl or model_path(JOYVASA, template)),)
 
 
 class JoyVASAFaceDetectorLoader:

@@ -24,3 +24,19 @@ class ComfyProgress:
 
     def check_cancel(self) -> None:
         comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+class ComfyDownloadProgress:
+    """Bytes of each downloaded file on the running node's progress bar (one bar per file); Cancel stops the
+    download between chunks."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, comfy.utils.ProgressBar] = {}
+
+    def __call__(self, file: Any, done: int, total: int) -> None:
+        total = max(int(total), 1)
+        bar = self._bars.get(file.target)
+        if bar is None:
+            bar = self._bars[file.target] = comfy.utils.ProgressBar(total)
+        bar.update_absolute(int(done), total)
+        comfy.model_management.throw_exception_if_processing_interrupted()

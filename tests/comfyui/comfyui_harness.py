@@ -163,6 +163,24 @@ print(json.dumps({
 """
 
 
+async def prompt_events(session, url: str, prompt: dict):
+    """Queue ``prompt`` on the server at ``url`` over an aiohttp ``session`` and yield ``(prompt_id, event)`` for
+    each websocket event of that prompt, until the websocket closes (the caller stops iterating when done)."""
+    import aiohttp
+
+    client_id = uuid.uuid4().hex
+    async with session.ws_connect(url.replace("http://", "ws://") + f"/ws?clientId={client_id}") as ws:
+        async with session.post(url + "/prompt", json={"prompt": prompt, "client_id": client_id}) as resp:
+            assert resp.status == 200, await resp.text()
+            prompt_id = (await resp.json())["prompt_id"]
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            event = json.loads(msg.data)
+            if event.get("data", {}).get("prompt_id") in (None, prompt_id):
+                yield prompt_id, event
+
+
 def frontend_installed() -> bool:
     """Whether the real web UI (``comfyui-frontend-package``, installed with the browser check) is importable."""
     return importlib.util.find_spec("comfyui_frontend_package") is not None

@@ -31,6 +31,7 @@ from comfyui_harness import (
     frontend_installed,
     stop,
 )
+from hub_server import shared_hub
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -66,7 +67,10 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory):
     frontend = frontend_installed()
     if not frontend:  # ComfyUI exits at start-up without a frontend unless it gets a web root to serve
         cmd += ["--front-end-root", str(base / "web_root")]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # The hub is the tests' own server on 127.0.0.1 (tests/hub_server.py): model downloads go there, nowhere else.
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_ENDPOINT=shared_hub().url)
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+        env.pop(name, None)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", base, log_path, process)

@@ -8,7 +8,6 @@ import asyncio
 import json
 import math
 import time
-import uuid
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 import soundfile as sf
-from comfyui_harness import PromptRejected
+from comfyui_harness import PromptRejected, prompt_events
 from fixture_support import fixture_dir
 from model_folders import write_joyvasa, write_liveportrait
 from ui_to_api import convert
@@ -33,10 +32,10 @@ pytestmark = pytest.mark.comfyui
 # node -> required inputs, optional inputs (name -> socket type, COMBO for lists), outputs (type, name), category
 EXPECTED = {
     "JoyVASALivePortraitLoader": (
-        {"variant": "COMBO", "device": "COMBO", "dtype": "COMBO"}, {},
+        {"variant": "COMBO", "device": "COMBO", "dtype": "COMBO", "download": "COMBO"}, {},
         [("JOYVASA_LIVEPORTRAIT", "liveportrait")], "JoyVASA/loaders"),
     "JoyVASAMotionModelLoader": (
-        {"checkpoint": "COMBO", "template": "COMBO", "device": "COMBO", "dtype": "COMBO"}, {},
+        {"checkpoint": "COMBO", "template": "COMBO", "device": "COMBO", "dtype": "COMBO", "download": "COMBO"}, {},
         [("JOYVASA_MOTION_MODEL", "motion_model")], "JoyVASA/loaders"),
     "JoyVASAFaceDetectorLoader": (
         {"detector": "COMBO", "device": "COMBO"}, {},
@@ -215,20 +214,10 @@ def test_all_black_image_is_reported_by_the_node_with_the_fix(comfyui, installed
 async def _interrupt_render(url: str, prompt: dict, render_id: str) -> dict:
     """Queue ``prompt``, POST /interrupt at the render node's first progress event, time until the server says the
     prompt was interrupted."""
-    client_id = uuid.uuid4().hex
-    ws_url = url.replace("http://", "ws://") + f"/ws?clientId={client_id}"
     result: dict = {}
-    async with aiohttp.ClientSession() as session, session.ws_connect(ws_url) as ws:
-        async with session.post(url + "/prompt", json={"prompt": prompt, "client_id": client_id}) as resp:
-            assert resp.status == 200, await resp.text()
-            prompt_id = (await resp.json())["prompt_id"]
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            event = json.loads(msg.data)
+    async with aiohttp.ClientSession() as session:
+        async for prompt_id, event in prompt_events(session, url, prompt):
             data = event.get("data", {})
-            if data.get("prompt_id") not in (None, prompt_id):
-                continue
             if event["type"] == "executing" and data.get("node") == render_id:
                 result["started"] = time.monotonic()
             elif event["type"] == "progress" and data["node"] == render_id and "sent" not in result:
