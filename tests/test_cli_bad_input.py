@@ -127,8 +127,10 @@ CASES = [
     ("image-all-black", lambda j: _args(j, **{"--image": R(j, "black.png")}), ["all black", "--image file"]),
     ("audio-silent", lambda j: _args(j, **{"--audio": R(j, "silent.wav")}), ["--audio", "silent"]),
     ("audio-missing", lambda j: _args(j, **{"--audio": R(j, "nobody.wav")}), ["--audio", "no such file"]),
-    ("models-missing", lambda j: _args(j, **{"--models": R(j, "nowhere")}), ["--models", "no such folder"]),
-    ("models-empty", lambda j: _args(j, **{"--models": R(j, "folder")}), ["--models", "appearance_feature_extractor"]),
+    ("models-missing", lambda j: _args(j, **{"--models": R(j, "nowhere")}) + ["--no-download"],
+     ["--models", "no such folder", "downloads are turned off"]),
+    ("models-empty", lambda j: _args(j, **{"--models": R(j, "folder")}) + ["--no-download"],
+     ["--models", "appearance_feature_extractor", "/Kijai/LivePortrait_safetensors/resolve/main/"]),
     ("box-outside-the-image", lambda j: ["--box", "5000,5000,100,100"], ["--box 5000,5000,100,100", "outside"]),
     # the rest load (some of) the small networks first
     ("checkpoint-truncated", lambda j: _args(j, **{"--models": j["broken"]}), ["--models", "warping_module.pth",

@@ -153,11 +153,12 @@ def test_cli_user_errors_are_one_line_and_write_nothing(job, capsys):
     code, err = _main(capsys, "--image", noise, "--audio", job["speech"], "--models", job["models"], "--out", out)
     assert code == 2 and "no face" in err
     code, err = _main(capsys, "--image", job["image"], "--audio", job["speech"], "--models", job["root"] / "none",
-                      "--out", out)
+                      "--out", out, "--no-download")
     assert code == 2 and "no such folder" in err
     empty = job["root"] / "empty_models"
     empty.mkdir(exist_ok=True)
-    code, err = _main(capsys, "--image", job["image"], "--audio", job["speech"], "--models", empty, "--out", out)
+    code, err = _main(capsys, "--image", job["image"], "--audio", job["speech"], "--models", empty, "--out", out,
+                      "--no-download")
     assert code == 2 and "appearance_feature_extractor" in err and str(empty) in err
     existing = job["root"] / "exists.mp4"
     existing.write_bytes(b"keep")
