@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checkpoints.joyvasa import MOTION_FILE, TEMPLATE_FILE
-from .checkpoints.liveportrait import SLOTS, STITCHING
+from .checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE
 from .face.detectors.official import DET_FILE, LMK106_FILE, LMK203_FILE
+from .liveportrait.slots import APPEARANCE, BASE_SLOTS, MOTION_EXTRACTOR, SLOTS, SPADE, STITCHING, WARPING
 
 KIJAI_REPO = "Kijai/LivePortrait_safetensors"
 KWAIVGI_REPO = "KwaiVGI/LivePortrait"
@@ -74,10 +74,10 @@ class ModelFile:
 
 # Sizes of the fp32 community files (the hub's listing); the others are rounded.
 _SLOT_BYTES = {
-    SLOTS[0]: 3_361_936,
-    SLOTS[1]: 112_496_256,
-    SLOTS[2]: 182_000_000,
-    SLOTS[3]: 221_771_768,
+    APPEARANCE: 3_361_936,
+    MOTION_EXTRACTOR: 112_496_256,
+    WARPING: 182_000_000,
+    SPADE: 221_771_768,
     STITCHING: 912_000,
 }
 _ANIMAL_V11_DIR = "liveportrait_animals/base_models_v1.1"
@@ -91,7 +91,7 @@ def _liveportrait_set() -> list[ModelFile]:
                                KIND_LIVEPORTRAIT, slot))
         files.append(ModelFile(KIJAI_REPO, f"animal/{name}", f"{SHARED_LIVEPORTRAIT}/animal", name,
                                _SLOT_BYTES[slot], (ANIMAL_V10, ANIMAL), KIND_LIVEPORTRAIT, slot))
-    for slot in SLOTS[:4]:  # v1.1 animals exist only as the official .pth; they use the human stitching file
+    for slot in BASE_SLOTS:  # v1.1 animals exist only as the official .pth; they use the human stitching file
         files.append(ModelFile(KWAIVGI_REPO, f"{_ANIMAL_V11_DIR}/{slot}.pth", _ANIMAL_V11_DIR, f"{slot}.pth",
                                _SLOT_BYTES[slot], (ANIMAL_V11,), KIND_LIVEPORTRAIT, slot))
     files.append(ModelFile(KWAIVGI_REPO, f"liveportrait/retargeting_models/{STITCHING}.pth",
@@ -102,7 +102,7 @@ def _liveportrait_set() -> list[ModelFile]:
 
 MANIFEST: tuple[ModelFile, ...] = (
     *_liveportrait_set(),
-    ModelFile(JOYVASA_REPO, f"motion_generator/{MOTION_FILE}", "joyvasa", MOTION_FILE, 413_000_000,
+    ModelFile(JOYVASA_REPO, f"motion_generator/{GENERATOR_FILE}", "joyvasa", GENERATOR_FILE, 413_000_000,
               (MOTION_GENERATOR,), KIND_MOTION),
     ModelFile(JOYVASA_REPO, f"motion_template/{TEMPLATE_FILE}", "joyvasa", TEMPLATE_FILE, 3_600,
               (MOTION_GENERATOR,), KIND_TEMPLATE),
