@@ -59,7 +59,7 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, script: bool = Fals
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "JOYVASA_MODELS"):
         if name not in env:
             full.pop(name, None)
-    return subprocess.run(cmd + args, cwd=cwd, env=full, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd + args, cwd=cwd, env=full, capture_output=True, text=True, timeout=1500)
 
 
 def n_frames(path: Path) -> int:
