@@ -102,3 +102,14 @@ def test_derived_weights_follow_a_new_state_dict():
         assert float((a(x) - want).abs().max()) < 1e-6
         a.double()
         assert a(x.double()).dtype == torch.float64
+
+
+def test_networks_built_in_inference_mode_run():
+    """ComfyUI loads weights under inference mode: they have no version counter, the derived-weight cache copes."""
+    meta = load_fixture(SMALL).meta
+    with torch.inference_mode():
+        g = build_networks(LivePortraitConfig.from_dict(meta["config"]))["spade_generator"].eval()
+        x = torch.randn(1, g.config.input_channels, 64, 64)
+        first = g(x)
+        assert first.shape == (1, 3, 512, 512) and torch.equal(g(x), first)
+

@@ -14,8 +14,13 @@ import torch
 from torch import nn
 
 
+def _version(t: torch.Tensor) -> int:
+    # Inference tensors (weights loaded under inference mode, as ComfyUI does) keep no version counter.
+    return -1 if t.is_inference() else t._version
+
+
 def _stamp(sources: Sequence[torch.Tensor | None]) -> tuple:
-    return tuple(None if t is None else (t.data_ptr(), t._version, t.dtype, t.device) for t in sources)
+    return tuple(None if t is None else (t.data_ptr(), _version(t), t.dtype, t.device) for t in sources)
 
 
 def derived(owner: nn.Module, key: tuple, sources: Sequence[torch.Tensor | None],
