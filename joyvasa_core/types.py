@@ -83,9 +83,10 @@ class AudioFeatures:
     audio, the padding and the audio networks only, so re-sampling with another seed, cfg or step count reuses them
     instead of running HuBERT again. ``model_fingerprint`` names the networks that made them
     (``audio_model_fingerprint``), so another motion model refuses them instead of sampling from foreign features.
-    Without features the sampler encodes each window itself. ``plan`` gives the frame count
-    (``floor((L0 + 1920) / 640)`` with the reference's padding) and the pads applied, so downstream nodes know the
-    video length before any sampling; the waveform stays for the video's sound track.
+    Without features the sampler encodes each window itself. ``plan`` gives the sampled frame count
+    (``floor((L0 + 1920) / 640)`` with the reference's padding), the pads applied and the frames a video in sync keeps
+    (``n_frames``: round(seconds x 25)), so downstream nodes know the video length before any sampling; the waveform
+    stays for the video's sound track.
     """
 
     waveform: torch.Tensor
@@ -97,7 +98,9 @@ class AudioFeatures:
 
     @property
     def n_frames(self) -> int:
-        return int(self.plan.n_frames)
+        """Frames of the video with the default lip sync (the leading silence's frames dropped)."""
+        kept = self.plan.kept_frames(True)
+        return kept.stop - kept.start
 
     @property
     def duration(self) -> float:
@@ -109,7 +112,7 @@ class AudioFeatures:
         name = f", {self.source}" if self.source else ""
         feats = "features encoded at sampling" if self.features is None else f"features {_shape(self.features)}"
         return (
-            f"AudioFeatures({self.duration:.2f} s @ {self.sample_rate} Hz -> {p.n_frames} frames in {p.n_windows} "
+            f"AudioFeatures({self.duration:.2f} s @ {self.sample_rate} Hz -> {self.n_frames} frames in {p.n_windows} "
             f"window(s) of {p.window_frames}, pads {p.leading_pad}+{p.trailing_pad} samples, {feats}{name})"
         )
 

@@ -93,6 +93,7 @@ def options_from(meta: dict, **overrides) -> SamplingOptions:
         flexibility=sampling["flexibility"],
         seed=sampling["noise_seed"],
         leading_silence=audio["leading_pad"] > 0,
+        lag_compensation=False,  # the fixtures hold the reference's frames, leading silence included
         smoothing="ema",
         smoothing_alpha=ema_alpha(meta),
     )

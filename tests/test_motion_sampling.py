@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 import pytest
 import torch
@@ -159,13 +160,16 @@ def test_motion_smoothing_choices(fx):
         smooth_pose(raw, "gaussian")
 
 
-def test_motion_lag_compensation_shifts_by_two_frames(fx, model, reference_coef):
+def test_motion_lag_compensation_keeps_the_speech_frames(fx, model, reference_coef):
+    """Sync (the default): the reference's frames without the leading silence's two, cut to round(seconds x 25)."""
     cfg = model.config
-    plan = plan_windows(wave_from(fx).shape[-1], cfg.samples_per_frame, cfg.n_motions)
-    assert plan.lag_frames == fx.meta["audio"]["leading_pad"] // cfg.samples_per_frame
+    n_samples = wave_from(fx).shape[-1]
+    plan = plan_windows(n_samples, cfg.samples_per_frame, cfg.n_motions)
+    assert plan.lag_frames == fx.meta["audio"]["leading_pad"] // cfg.samples_per_frame == 2
     shifted = sample_coefficients(model, wave_from(fx), options_from(fx.meta, lag_compensation=True))
-    assert shifted.shape[1] == reference_coef.shape[1] - plan.lag_frames
-    assert torch.equal(shifted, reference_coef[:, plan.lag_frames :])
+    speech_frames = math.floor(n_samples / cfg.samples_per_frame + 0.5)
+    assert shifted.shape[1] == speech_frames
+    assert torch.equal(shifted, reference_coef[:, plan.lag_frames : plan.lag_frames + speech_frames])
 
 
 def test_motion_without_leading_silence(fx, model):

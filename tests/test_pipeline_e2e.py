@@ -77,8 +77,8 @@ def probe(path: Path) -> dict:
 
 
 def expected_frames(speech: Path) -> int:
-    """The reference's frame count: floor((L0 + 1920) / 640) at 16 kHz."""
-    return math.floor((sf.info(str(speech)).frames + 1920) / 640)
+    """The frame count of a video in sync with the speech (the default): round(seconds x 25), halves up."""
+    return math.floor(sf.info(str(speech)).duration * 25 + 0.5)
 
 
 @pytest.fixture(scope="module")

@@ -189,7 +189,8 @@ def test_stages_compose(composed):
     assert isinstance(audio, AudioFeatures)
     padded = audio_meta["samples_used"] + audio_meta["leading_pad"] + audio_meta["trailing_pad"]
     frames = math.floor(padded / (audio_meta["sample_rate"] // load_fixture(MOTION_SMALL).meta["model"]["fps"]))
-    assert audio.n_frames == frames == motion.n_frames == keypoints.n_frames
+    assert audio.plan.n_frames == frames == motion.n_frames == keypoints.n_frames  # the reference's timing
+    assert audio.n_frames == math.floor(audio_meta["samples_used"] / 640 + 0.5)  # the default, in sync
     assert appearance.lip_ratio is not None and appearance.compressed is not None
     assert torch.isfinite(keypoints.x_d).all()
     for obj in (appearance, audio, motion, keypoints):

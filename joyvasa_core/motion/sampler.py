@@ -35,7 +35,10 @@ SCHEDULERS = ("ddpm", "ddim")
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How to sample; the defaults are the reference command line's (cfg 2.8, 50-step ancestral DDPM, EMA 0.01)."""
+    """How to sample; the defaults are the reference command line's (cfg 2.8, 50-step ancestral DDPM, EMA 0.01)
+    except ``lag_compensation``: on by default, the frames of the leading silence are dropped so frame k shows the
+    mouth for the speech at k/25 s and the video has round(seconds x 25) frames. Off keeps the reference's frames
+    (two frames of silence first, the lips trailing the sound by 80 ms)."""
 
     cfg_scale: float = 2.8
     scheduler: str = "ddpm"
@@ -44,7 +47,7 @@ class SamplingOptions:
     ddim_eta: float = 0.0
     seed: int | None = 0
     leading_silence: bool = True
-    lag_compensation: bool = False
+    lag_compensation: bool = True
     smoothing: str = "ema"
     smoothing_alpha: float = DEFAULT_EMA_ALPHA
     smoothing_window: int | None = None
@@ -79,6 +82,20 @@ class WindowPlan:
     def lag_frames(self) -> int:
         """Frames the leading silence delays the motion by (2 = 80 ms with the reference padding)."""
         return self.leading_pad // self.samples_per_frame
+
+    @property
+    def speech_frames(self) -> int:
+        """round(speech seconds x 25), halves up: the length of a video in sync with the speech (at least 1)."""
+        return max(1, (self.n_samples + self.samples_per_frame // 2) // self.samples_per_frame)
+
+    def kept_frames(self, lag_compensation: bool = True) -> slice:
+        """The sampled frames that make the video. With ``lag_compensation`` the leading silence's frames go and the
+        count is ``speech_frames``, so output frame k is conditioned on the speech from k x 40 ms; without it every
+        sampled frame stays, as in the reference."""
+        if not lag_compensation:
+            return slice(0, self.n_frames)
+        start = self.lag_frames
+        return slice(start, start + min(self.n_frames - start, self.speech_frames))
 
 
 def plan_windows(
@@ -313,10 +330,7 @@ def sample_coefficients(
         prev_audio = audio_feat[:, -cfg.n_prev_motions :]
         keep = plan.last_window_frames if index == plan.n_windows - 1 else cfg.n_motions
         pieces.append(x[:, :keep].float().cpu())
-    coef = torch.cat(pieces, dim=1)
-    if options.lag_compensation:
-        coef = coef[:, plan.lag_frames :]
-    return coef
+    return torch.cat(pieces, dim=1)[:, plan.kept_frames(options.lag_compensation)]
 
 
 def generate_motion(
