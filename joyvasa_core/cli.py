@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute precision of the image networks; auto = bf16 where the CPU/GPU has native bf16 "
                         "(same picture, >= 40 dB PSNR against fp32), else fp32 [auto]")
     p.add_argument("--no-crop", action="store_true", help="animate the whole image resized to 256 (no face crop)")
+    p.add_argument("--box", nargs=4, type=int, metavar=("X", "Y", "W", "H"),
+                   help="crop this rectangle (image pixels: top-left corner, width, height) instead of detecting "
+                        "a face, e.g. one face of a group photo or an animal's head")
     p.add_argument("--no-pasteback", action="store_true", help="output the 512x512 face crop")
     p.add_argument("--no-stitching", action="store_true", help="no stitching (also disables paste-back)")
     p.add_argument("--batch-size", type=int, default=None, help="frames per warp/render batch [1 on CPU, 8 on GPU]")
@@ -198,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--motion-preview", metavar="PNG", help="also draw the motion over time, with the speech (.png)")
     p.add_argument("--export-template", metavar="PKL", help="also write the motion as a LivePortrait driving "
                    "template (.pkl, for LivePortrait -d or FasterLivePortrait)")
+    p.add_argument("--reference-lag", action="store_true",
+                   help="keep the reference's two frames of leading silence (the lips then trail the sound by "
+                        "80 ms); by default they are dropped and the video has round(seconds x 25) frames")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -314,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from .types import dtype_name
     from .validate import check_free_space, estimate_video_bytes, speech_notes
-    from .video import VideoWriter, read_video
+    from .video import read_video
 
     t0 = time.perf_counter()
     # 1. Options and files, before anything heavy is read.
@@ -357,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
         notes += speech_notes(wave.shape[-1] / 16000, CLI)
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    sampling: dict[str, Any] = {"seed": seed, "scheduler": args.sampler}
+    sampling: dict[str, Any] = {"seed": seed, "scheduler": args.sampler, "lag_compensation": not args.reference_lag}
     if args.cfg_scale is not None:
         sampling["cfg_scale"] = args.cfg_scale
     if args.steps is not None:
@@ -430,8 +436,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         motion_bar.close()
     _notes(job.reference[0].notes)
-    if job.audio is not None and job.audio.n_frames != job.motion.n_frames:
-        _notes([f"the motion has {job.motion.n_frames} frames, the speech needs {job.audio.n_frames}; "
+    kept = job.audio.plan.kept_frames(options.sampling.lag_compensation) if job.audio is not None else None
+    if kept is not None and kept.stop - kept.start != job.motion.n_frames:
+        _notes([f"the motion has {job.motion.n_frames} frames, the speech needs {kept.stop - kept.start}; "
                 "the video follows the motion."])
     if save_motion is not None:
         job.motion.save(save_motion)
@@ -441,7 +448,9 @@ def run(args: argparse.Namespace) -> int:
         _log(f"driving template written to {outputs['export_template']}", args.quiet)
     if outputs.get("motion_preview") is not None:
         speech = job.audio
-        delay = speech.plan.leading_pad / speech.sample_rate if speech is not None else 0.0
+        # the motion starts with the leading silence only in the reference's timing
+        lagged = speech is not None and not options.sampling.lag_compensation
+        delay = speech.plan.leading_pad / speech.sample_rate if lagged else 0.0
         plot = render_motion_preview(job.motion, None if speech is None else speech.waveform,
                                      16000 if speech is None else speech.sample_rate, audio_delay=delay)
         _write_png(plot, outputs["motion_preview"])
@@ -451,15 +460,12 @@ def run(args: argparse.Namespace) -> int:
     batch = options.batch_size or default_batch_size(lp.device)
     _log(f"rendering {job.n_frames} frames {w}x{h} on {lp.device} (batch {batch})", args.quiet)
     render_bar = TqdmProgress("render", not args.quiet)
-    audio = job.audio.waveform if job.audio is not None else None
     try:
-        with torch.inference_mode(), VideoWriter(out, fps=job.fps, crf=args.crf, audio=audio,
-                                                  overwrite=args.overwrite) as writer:
-            for chunk in job.frames(lp, render_bar, as_uint8=True):
-                writer.write(chunk)
+        with torch.inference_mode():
+            video = job.write_video(lp, out, crf=args.crf, progress=render_bar, overwrite=args.overwrite)
     finally:
         render_bar.close()
-    _log(f"wrote {out} ({writer.n_frames} frames, {time.perf_counter() - t0:.1f} s)", args.quiet)
+    _log(f"wrote {out} ({video.n_frames} frames, {time.perf_counter() - t0:.1f} s)", args.quiet)
     return 0
 
 

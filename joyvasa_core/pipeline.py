@@ -14,6 +14,7 @@ crop, no stitching and no paste-back (``animate_options``).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,9 @@ from .motion.sampler import SamplingOptions, audio_model_fingerprint, encode_win
 from .motion.sequence import MotionSequence
 from .progress import Progress, ensure_progress
 from .types import Appearance, AudioFeatures, LivePortraitModels, MotionModel, TargetKeypoints
+from .video import VideoFile, VideoWriter
+
+log = logging.getLogger(__name__)
 
 PRESETS = ("web", "cli")
 KEYPOINT_CHUNK = 1024  # frames per keypoint-composition pass (tiny tensors; bounds memory for hour-long clips)
@@ -90,7 +94,7 @@ def animate_options(
     sampling_options = SamplingOptions(cfg_scale=4.0 if web else 2.8)
     if crop is not None:
         if crop and animal:
-            raise ValueError("animal mode has no face detector: give a box (reference crop 'box') to crop an animal")
+            raise ValueError("animal mode has no face detector: give a box (crop 'box', --box) to crop an animal")
         ref = replace(ref, crop="face" if crop else "whole")
     if stitching is not None:
         kp = replace(kp, stitching=stitching)
@@ -327,6 +331,24 @@ def default_batch_size(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 8
 
 
+def render_paste_back(
+    reference: ReferenceFace | None, keypoints: TargetKeypoints, wanted: bool = True, index: int = 0,
+    crop_size: int = 512,
+) -> PasteBack | None:
+    """The paste-back a render uses: into the cropped photo ``index`` of ``reference``, and only with stitching on, as
+    in the reference (a request it cannot honour is logged); None renders G's crop."""
+    if reference is not None and not 0 <= index < len(reference):
+        raise FaceInputError(f"render: image_index {index} is out of range: the face holds {len(reference)} "
+                             "image(s); use the index given to Extract Appearance.")
+    if not wanted or reference is None:
+        return None
+    if not keypoints.options.stitching:
+        log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with stitching); "
+                    "the frames are the %d crop.", crop_size)
+        return None
+    return paste_back_for(reference, index, crop_size)
+
+
 @torch.no_grad()
 def render_frames(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
@@ -373,12 +395,14 @@ def render_frames(
                 image = models.spade(warped)
             future = pool.submit(finish, image)
             if pending is not None:
-                yield pending[0].result()
-                progress.update(pending[1], total)
+                chunk = pending[0].result()
+                yield chunk
+                progress.update(pending[1], total, chunk[-1])
             pending = (future, hi)
         if pending is not None:
-            yield pending[0].result()
-            progress.update(pending[1], total)
+            chunk = pending[0].result()
+            yield chunk
+            progress.update(pending[1], total, chunk[-1])
 
 
 def _frame_size(models: LivePortraitModels, paste_back: PasteBack | None) -> tuple[int, int]:
@@ -399,14 +423,28 @@ def _gather(chunks: Iterator[torch.Tensor], n_frames: int, size: tuple[int, int]
     return frames
 
 
+@torch.no_grad()
+def render_video(
+    models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints, path: str | os.PathLike,
+    paste_back: PasteBack | None = None, batch_size: int | None = None, audio: torch.Tensor | None = None,
+    crf: int = 18, progress: Progress | None = None, overwrite: bool = False,
+) -> VideoFile:
+    """Render straight into an H.264 + AAC mp4, chunk by chunk: memory holds one chunk of frames, however long the
+    clip. ``audio`` is the 16 kHz mono speech to mux (None: a silent video). The file appears only when complete."""
+    with VideoWriter(path, fps=keypoints.fps, crf=crf, audio=audio, overwrite=overwrite) as writer:
+        for chunk in render_frames(models, appearance, keypoints, paste_back, batch_size, progress, as_uint8=True):
+            writer.write(chunk)
+    return VideoFile(path=writer.path, n_frames=writer.n_frames, fps=keypoints.fps, size=writer.size)
+
+
 def warp_and_render(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
     reference: ReferenceFace | None = None, paste_back: bool = True, batch_size: int | None = None,
     progress: Progress | None = None, index: int = 0,
 ) -> torch.Tensor:
     """WarpAndRender: every frame at once, (N, H, W, 3) float in [0, 1] (the original image's size with paste-back,
-    else the 512 crop). For long clips prefer :func:`render_frames`, which streams."""
-    paster = paste_back_for(reference, index, models.crop_size) if paste_back else None
+    see :func:`render_paste_back`, else the 512 crop). For long clips prefer :func:`render_video`, which streams."""
+    paster = render_paste_back(reference, keypoints, paste_back, index, models.crop_size)
     chunks = render_frames(models, appearance, keypoints, paster, batch_size, progress)
     return _gather(chunks, keypoints.n_frames, _frame_size(models, paster))
 
@@ -446,6 +484,15 @@ class Animation:
         """Stream the frames in chunks of ``batch_size`` (default: the options', else the device's)."""
         return render_frames(models, self.appearance, self.keypoints, self.paste_back,
                              batch_size or self.options.batch_size, progress, as_uint8)
+
+    def write_video(
+        self, models: LivePortraitModels, path: str | os.PathLike, crf: int = 18, progress: Progress | None = None,
+        overwrite: bool = False,
+    ) -> VideoFile:
+        """Stream the frames into an mp4 with the speech (see :func:`render_video`)."""
+        audio = self.audio.waveform if self.audio is not None else None
+        return render_video(models, self.appearance, self.keypoints, path, self.paste_back, self.options.batch_size,
+                            audio, crf, progress, overwrite)
 
     def render(self, models: LivePortraitModels, progress: Progress | None = None) -> torch.Tensor:
         return _gather(self.frames(models, progress), self.n_frames, self.frame_size(models))

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 class Progress(Protocol):
     """What a long-running stage calls: ComfyUI passes its ProgressBar/interrupt, the CLI passes tqdm."""
 
-    def update(self, done: int, total: int, preview: Any = None) -> None: ...
+    def update(self, done: int, total: int, preview: Any = None) -> None:
+        """``done`` of ``total`` steps finished; ``preview`` is the newest (H, W, 3) frame where there is one."""
 
     def check_cancel(self) -> None:
         """Raise (any exception) to stop the work promptly."""

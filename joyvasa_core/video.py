@@ -16,6 +16,7 @@ import errno
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,17 @@ def _disk_full(path: Path, exc: OSError) -> OutputFileError:
                            "nothing was saved. Free some space or write to another disk.")
 
 
-def _to_uint8_frames(frames: Any) -> np.ndarray:
+@dataclass(frozen=True)
+class VideoFile:
+    """A finished video on disk."""
+
+    path: Path
+    n_frames: int
+    fps: int
+    size: tuple[int, int] | None
+
+
+def to_uint8_frames(frames: Any) -> np.ndarray:
     """(N, H, W, 3) uint8, or float in [0, 1] truncated to uint8 like the reference; torch or numpy."""
     if isinstance(frames, torch.Tensor):
         frames = frames.detach()
@@ -196,7 +207,7 @@ class VideoWriter:
     def _write(self, frames: Any) -> None:
         import av
 
-        arr = _even(_to_uint8_frames(frames))
+        arr = _even(to_uint8_frames(frames))
         h, w = arr.shape[1:3]
         if self._container is None:
             self._open(w, h)

@@ -14,7 +14,8 @@ from .motion_edit import JoyVASACrossfadeMotion, JoyVASAEditMotion, JoyVASAFitMo
 from .motion_from_video import JoyVASAMotionFromVideo
 from .motion_io import JoyVASALoadMotion, JoyVASASaveMotion
 from .motion_preview import JoyVASAMotionPreview
-from .sample_motion import JoyVASASampleMotion
+from .render_video import JoyVASARenderVideo
+from .sample_motion import JoyVASASampleMotion, JoyVASASampleMotionDiffusion
 from .warp_and_render import JoyVASAWarpAndRender
 
 register_model_folders()
@@ -26,9 +27,10 @@ _NODES = (
     (JoyVASALoadReferenceFace, "JoyVASA Load Reference Face"),
     (JoyVASAExtractAppearance, "JoyVASA Extract Appearance"),
     (JoyVASAEncodeAudio, "JoyVASA Encode Audio"),
-    (JoyVASASampleMotion, "JoyVASA Sample Motion"),
+    (JoyVASASampleMotionDiffusion, "JoyVASA Sample Motion Diffusion"),
     (JoyVASAComputeTargetKeypoints, "JoyVASA Compute Target Keypoints"),
     (JoyVASAWarpAndRender, "JoyVASA Warp and Render"),
+    (JoyVASARenderVideo, "JoyVASA Render Video"),
     (JoyVASASaveMotion, "JoyVASA Save Motion"),
     (JoyVASALoadMotion, "JoyVASA Load Motion"),
     (JoyVASAMotionFromVideo, "JoyVASA Motion From Video"),
@@ -40,6 +42,7 @@ _NODES = (
     (JoyVASAMotionPreview, "JoyVASA Motion Preview"),
     (JoyVASAExportDrivingTemplate, "JoyVASA Export Driving Template"),
     (JoyVASALoadDrivingTemplate, "JoyVASA Load Driving Template"),
+    (JoyVASASampleMotion, "JoyVASA Sample Motion (old name)"),  # hidden (DEPRECATED): saved workflows still load
 )
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls, _ in _NODES}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..joyvasa_core.keypoints import REGIONS
 from ..joyvasa_core.pipeline import animate_options, compute_target_keypoints
 from .errors import node_errors
+from .memory import on_device
 from .progress import ComfyProgress
 
 DISPLAY = "JoyVASA Compute Target Keypoints"
@@ -64,4 +65,5 @@ class JoyVASAComputeTargetKeypoints:
                 overrides["driving_multiplier"] = driving_multiplier
             base = "cli" if preset == "cli" else "web"
             options = animate_options(preset=base, animal=animal, stitching=_switch(stitching), keypoints=overrides)
-            return (compute_target_keypoints(liveportrait, appearance, motion, options.keypoints, ComfyProgress()),)
+            models = on_device(liveportrait)
+            return (compute_target_keypoints(models, appearance, motion, options.keypoints, ComfyProgress()),)

@@ -7,6 +7,7 @@ import logging
 from ..joyvasa_core.pipeline import encode_audio
 from ..joyvasa_core.validate import NODE, speech_notes
 from .errors import node_errors
+from .memory import on_device
 from .progress import ComfyProgress
 
 DISPLAY = "JoyVASA Encode Audio"
@@ -32,7 +33,7 @@ class JoyVASAEncodeAudio:
 
     def encode(self, audio, motion_model=None):
         with node_errors(DISPLAY):
-            features = encode_audio(audio, motion_model, progress=ComfyProgress())
+            features = encode_audio(audio, on_device(motion_model), progress=ComfyProgress())
             for note in speech_notes(features.duration, NODE):
                 log.info("%s: note: %s", DISPLAY, note)
             return (features,)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..joyvasa_core.pipeline import extract_appearance
 from .errors import node_errors
+from .memory import on_device
 
 
 class JoyVASAExtractAppearance:
@@ -29,4 +30,4 @@ class JoyVASAExtractAppearance:
 
     def extract(self, liveportrait, face, image_index):
         with node_errors("JoyVASA Extract Appearance"):
-            return (extract_appearance(liveportrait, face, image_index),)
+            return (extract_appearance(on_device(liveportrait), face, image_index),)

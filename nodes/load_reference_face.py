@@ -7,15 +7,15 @@ import logging
 import numpy as np
 import torch
 
-from ..joyvasa_core.face.reference import ReferenceOptions
+from ..joyvasa_core.face.reference import CROP_MODES, ReferenceOptions
 from ..joyvasa_core.face.select import FACE_ORDERS
 from ..joyvasa_core.models import bundled_face_detector
 from ..joyvasa_core.pipeline import load_reference_face
-from .errors import node_errors
+from .errors import NodeError, node_errors
 
 DISPLAY = "JoyVASA Load Reference Face"
 log = logging.getLogger(__name__)
-CROPS = ["auto", "face", "mask", "whole"]
+CROPS = list(CROP_MODES)
 ALPHA = ["drop", "white", "black"]
 
 
@@ -23,8 +23,9 @@ class JoyVASALoadReferenceFace:
     DESCRIPTION = (
         "Finds the face in the portrait and crops it the way LivePortrait was trained (scale 2.3, shifted up, "
         "rotated upright). crop: auto = a connected non-empty mask's box, else the detected face for humans and the "
-        "whole image for animals; whole = no crop (the reference command line). Without a detector the bundled "
-        "short-range one is used, then the full-range one if it finds no face."
+        "whole image for animals; face = the detected face; box = the box_x/box_y/box_w/box_h rectangle (e.g. one "
+        "face of a group photo, or an animal's head); mask = the mask's box; whole = no crop (the reference command "
+        "line). Without a detector the bundled short-range one is used, then the full-range one if it finds no face."
     )
     CATEGORY = "JoyVASA/face"
     FUNCTION = "prepare"
@@ -53,18 +54,32 @@ class JoyVASALoadReferenceFace:
                           "composite a cut-out over white/black."}),
             },
             "optional": {
+                "box_x": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: left edge of the region "
+                          "to animate, in image pixels."}),
+                "box_y": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: top edge of the region, "
+                          "in image pixels."}),
+                "box_w": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region width in pixels "
+                          "(head and some hair: the crop is the square around it)."}),
+                "box_h": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region height in "
+                          "pixels."}),
                 "face_detector": ("JOYVASA_FACE_DETECTOR",),
                 "mask": ("MASK", {"tooltip": "Non-zero on the subject: crop to its box (crop auto or mask)."}),
             },
         }
 
-    def prepare(self, image, mode, crop, face_index, face_order, scale, vx_ratio, vy_ratio, alpha,
-                face_detector=None, mask=None):
+    def prepare(self, image, mode, crop, face_index, face_order, scale, vx_ratio, vy_ratio, alpha, box_x=0, box_y=0,
+                box_w=0, box_h=0, face_detector=None, mask=None):
         with node_errors(DISPLAY):
+            box = None
+            if crop == "box":
+                if box_w <= 0 or box_h <= 0:
+                    raise NodeError(f"crop 'box' needs box_w and box_h above 0 (got {box_w}x{box_h}): set the face's "
+                                    "rectangle in image pixels, box_x/box_y its top-left corner.")
+                box = (box_x, box_y, box_x + box_w, box_y + box_h)
             mask_np = _usable_mask(mask, image, crop)
             options = ReferenceOptions(
                 mode=mode, crop=crop, face_index=face_index, face_order=face_order, scale=scale,
-                vx_ratio=vx_ratio, vy_ratio=vy_ratio, mask=mask_np, alpha=alpha,
+                vx_ratio=vx_ratio, vy_ratio=vy_ratio, mask=mask_np, alpha=alpha, box=box,
             )
             detector = face_detector
             if detector is None and mode == "human" and crop in ("auto", "face") and mask_np is None:

@@ -1,5 +1,6 @@
 """Loader nodes: LivePortrait networks, the JoyVASA motion generator and a face detector, from ComfyUI's models
-folders. Returned objects stay in ComfyUI's cache while the node is in the graph, so models load once."""
+folders. Returned objects stay in ComfyUI's cache while the node is in the graph, so models load once from disk;
+the networks join ComfyUI's memory manager (``memory``), which moves them to the device when a node needs them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ..joyvasa_core.models import (
     load_motion_model,
     official_detector_dirs,
     resolve_device,
+    resolve_dtype,
 )
 from ..joyvasa_core.types import dtype_name
 from .errors import node_errors
@@ -35,6 +37,7 @@ from .folders import (
     model_path_or_none,
     model_roots,
 )
+from .memory import offload_device, register
 from .progress import ComfyDownloadProgress
 
 DEVICES = ["auto", "cpu", "cuda"]
@@ -96,11 +99,12 @@ class JoyVASALivePortraitLoader:
         with node_errors("JoyVASA LivePortrait Loader"):
             root = locate_or_download(model_roots(LIVEPORTRAIT), folder_paths.models_dir, liveportrait_feature(variant),
                                       allow=download == DOWNLOAD, progress=ComfyDownloadProgress())
-            models = load_liveportrait(root, variant, comfy_device(device), dtype)
+            dev = comfy_device(device)
+            models = load_liveportrait(root, variant, offload_device(), resolve_dtype(dtype, dev))
             if dtype == "auto":
                 logging.info("JoyVASA LivePortrait Loader: dtype auto -> %s (%s)", dtype_name(models.dtype),
-                             auto_dtype(models.device)[1])
-            return (models,)
+                             auto_dtype(dev)[1])
+            return (register(models, dev),)
 
 
 class JoyVASAMotionModelLoader:
@@ -147,9 +151,10 @@ class JoyVASAMotionModelLoader:
                 found = find_joyvasa_files(root)
                 motion = motion or str(found[0])
                 tpl = tpl or str(found[1])
-            return (load_motion_model(None, comfy_device(device), dtype,
-                                      generator_path=motion or model_path(JOYVASA, checkpoint),
-                                      template_path=tpl or model_path(JOYVASA, template)),)
+            models = load_motion_model(None, offload_device(), dtype,
+                                       generator_path=motion or model_path(JOYVASA, checkpoint),
+                                       template_path=tpl or model_path(JOYVASA, template))
+            return (register(models, comfy_device(device)),)
 
 
 class JoyVASAFaceDetectorLoader:

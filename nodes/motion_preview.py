@@ -24,8 +24,9 @@ class JoyVASAMotionPreview:
                 "motion": ("JOYVASA_MOTION", {"tooltip": "The motion to draw."}),
                 "width": ("INT", {"default": 1024, "min": 320, "max": 8192, "step": 16, "tooltip": "Image width in "
                           "pixels (the height follows the panels)."}),
-                "audio_delay": ("FLOAT", {"default": 0.08, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Where "
-                                "the speech starts, in seconds after frame 0 (0.08 = the sampler's leading silence)."}),
+                "audio_delay": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.01, "tooltip": "Where "
+                                "the speech starts, in seconds after frame 0 (0 with lag compensation, the default; "
+                                "0.08 for the reference's timing)."}),
             },
             "optional": {"audio": ("AUDIO", {"tooltip": "The speech, drawn under the curves."})},
         }

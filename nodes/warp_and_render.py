@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from ..joyvasa_core.pipeline import warp_and_render
-from .errors import NodeError, node_errors
+from .errors import node_errors
+from .memory import on_device
 from .progress import ComfyProgress
 
 DISPLAY = "JoyVASA Warp and Render"
-log = logging.getLogger(__name__)
 
 
 class JoyVASAWarpAndRender:
@@ -19,7 +17,8 @@ class JoyVASAWarpAndRender:
         "Renders every frame: warps the face's feature volume to the driving keypoints and decodes it, batch_size "
         "frames at a time, then pastes the face back into the full photo (needs the face input and stitching, as in "
         "the reference; otherwise the 512x512 crop is returned). Outputs frames, the speech and the frame rate for "
-        "Create Video or any video node."
+        "Create Video or any video node. Every frame stays in memory: for long clips use Render Video, which "
+        "streams into an mp4."
     )
     CATEGORY = "JoyVASA/render"
     FUNCTION = "render"
@@ -49,15 +48,7 @@ class JoyVASAWarpAndRender:
 
     def render(self, liveportrait, appearance, keypoints, paste_back, batch_size, image_index, face=None, audio=None):
         with node_errors(DISPLAY):
-            if face is not None and not 0 <= image_index < len(face):
-                raise NodeError(f"image_index {image_index} is out of range: the face holds {len(face)} image(s); "
-                                "use the index given to Extract Appearance.")
-            paste_back = paste_back and face is not None
-            if paste_back and not keypoints.options.stitching:
-                log.warning("%s: paste-back skipped: stitching is off (the reference pastes back only with "
-                            "stitching); the frames are the 512 crop.", DISPLAY)
-                paste_back = False
-            frames = warp_and_render(liveportrait, appearance, keypoints, face, paste_back, batch_size,
+            frames = warp_and_render(on_device(liveportrait), appearance, keypoints, face, paste_back, batch_size,
                                      ComfyProgress(), image_index)
             fps = float(keypoints.fps)
             if audio is None:
