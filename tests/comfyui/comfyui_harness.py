@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -202,3 +203,49 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(timeout=20)
 
 
+
+
+class StartFailed(RuntimeError):
+    """The server exited or did not answer in time; the message holds the log tail."""
+
+
+def make_base(base: Path) -> Path:
+    """A ``--base-directory`` tree with this repository linked into ``custom_nodes`` under ``PACK_NAME``."""
+    for sub in ("custom_nodes", "input", "output", "models", "user/default", "web_root"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    # the browser check must not meet the first-run template dialog
+    (base / "user" / "default" / "comfy.settings.json").write_text('{"Comfy.TutorialCompleted": true}')
+    link = base / "custom_nodes" / PACK_NAME
+    if not link.is_symlink():
+        link.symlink_to(REPO, target_is_directory=True)
+    return base
+
+
+def start_server(base: Path, env: dict[str, str] | None = None) -> ComfyServer:
+    """Start ComfyUI on a free loopback port with ``base`` (see :func:`make_base`) and wait until it answers;
+    ``env`` replaces the environment (default: this one, offline for the Hugging Face libraries)."""
+    port = free_port()
+    log_path = base / "server.log"
+    cmd = [
+        sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+        "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
+        "--base-directory", str(base),
+    ]  # fmt: skip
+    frontend = frontend_installed()
+    if not frontend:  # ComfyUI exits at start-up without a frontend unless it gets a web root to serve
+        cmd += ["--front-end-root", str(base / "web_root")]
+    env = dict(env if env is not None else dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+               PYTHONUNBUFFERED="1")
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = ComfyServer(f"http://127.0.0.1:{port}", base, log_path, process)
+    server.frontend = frontend
+    t0 = time.monotonic()
+    while not server.ready():
+        if process.poll() is not None or time.monotonic() - t0 > START_TIMEOUT_S:
+            stop(process)
+            raise StartFailed(f"ComfyUI did not start (exit code {process.returncode}, {time.monotonic() - t0:.0f} "
+                              f"s). Server log tail:\n{server.log_tail()}")
+        time.sleep(0.2)
+    server.startup_s = time.monotonic() - t0
+    return server

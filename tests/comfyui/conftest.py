@@ -16,19 +16,17 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from comfyui_harness import (
     COMFYUI_DIR,
     PACK_NAME,
     READ_EXPORTS,
-    REPO,
     SKIP_REASON,
-    START_TIMEOUT_S,
     ComfyServer,
-    free_port,
-    frontend_installed,
+    StartFailed,
+    make_base,
+    start_server,
     stop,
 )
 from hub_server import shared_hub
@@ -50,47 +48,20 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip(SKIP_REASON)
     if not (COMFYUI_DIR / "main.py").is_file():
         pytest.fail(f"no ComfyUI tree at {COMFYUI_DIR}: run `bash scripts/setup_comfyui.sh` (scripts/test.sh does)")
-    base = tmp_path_factory.mktemp("comfyui_base")
-    for sub in ("custom_nodes", "input", "output", "models", "user/default", "web_root"):
-        (base / sub).mkdir(parents=True)
-    # the browser check must not meet the first-run template dialog
-    (base / "user" / "default" / "comfy.settings.json").write_text('{"Comfy.TutorialCompleted": true}')
-    pack_link = base / "custom_nodes" / PACK_NAME
-    pack_link.symlink_to(REPO, target_is_directory=True)
-    port = free_port()
-    log_path = base / "server.log"
-    cmd = [
-        sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-        "--disable-auto-launch", "--disable-api-nodes", "--database-url", "sqlite:///:memory:",
-        "--base-directory", str(base),
-    ]  # fmt: skip
-    frontend = frontend_installed()
-    if not frontend:  # ComfyUI exits at start-up without a frontend unless it gets a web root to serve
-        cmd += ["--front-end-root", str(base / "web_root")]
+    base = make_base(tmp_path_factory.mktemp("comfyui_base"))
     # The hub is the tests' own server on 127.0.0.1 (tests/hub_server.py): model downloads go there, nowhere else.
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HF_ENDPOINT=shared_hub().url)
+    env = dict(os.environ, HF_ENDPOINT=shared_hub().url)
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
         env.pop(name, None)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = ComfyServer(f"http://127.0.0.1:{port}", base, log_path, process)
-    server.frontend = frontend
-    t0 = time.monotonic()
     try:
-        while not server.ready():
-            if process.poll() is not None or time.monotonic() - t0 > START_TIMEOUT_S:
-                stop(process)
-                pytest.fail(
-                    f"ComfyUI did not start (exit code {process.returncode}, {time.monotonic() - t0:.0f} s). "
-                    f"Server log tail:\n{server.log_tail()}",
-                    pytrace=False,
-                )
-            time.sleep(0.2)
-        server.startup_s = time.monotonic() - t0
+        server = start_server(base, env)
+    except StartFailed as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
         yield server
     finally:
-        stop(process)
-        pack_link.unlink(missing_ok=True)  # never let a temp-dir cleanup walk into the repository
+        stop(server.process)
+        (base / "custom_nodes" / PACK_NAME).unlink(missing_ok=True)  # never let a temp-dir cleanup walk into the repo
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,8 @@
-"""The shipped workflow in the real ComfyUI web UI (headless Chromium): every node type is known, the frontend saves
-it back with the same widgets and links, and the prompt it queues is the one the headless tests run (ui_to_api).
+"""The shipped workflows in the real ComfyUI web UI (headless Chromium at 1920x1080): every node type is known, the
+frontend saves each back with the same widgets and links, the prompt it queues is the one the headless tests run
+(ui_to_api), and the layout reads at 100% from the saved view: scale 1, the first column clear of the side bar,
+no node over another, no node smaller than its widgets need, the whole graph on screen. A screenshot of each is kept
+in the test's ComfyUI base folder (``<pytest tmp>/comfyui_base*/workflow_<name>.png``).
 
 Needs Debian's chromium + chromium-driver and comfyui-frontend-package (scripts/setup_comfyui.sh installs them);
 ``JOYVASA_COMFYUI_BROWSER=0`` skips it.
@@ -16,30 +19,52 @@ from ui_to_api import convert
 from webdriver import Browser, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOW = REPO / "workflows" / "joyvasa_talking_portrait.json"
+WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 UI_ONLY_INPUTS = {"audioUI"}  # the frontend's audio player widget on LoadAudio; the server ignores it
+SCREEN = (1920, 1080)
 
 pytestmark = pytest.mark.comfyui
 
 LOAD_AND_EXPORT = """
 const workflow = JSON.parse(arguments[0]);
 await window.app.loadGraphData(workflow);
+await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+const canvas = window.app.canvas;
 const types = window.app.graph._nodes.map((n) => n.type);
 const unknown = types.filter((t) => !window.LiteGraph.registered_node_types[t]);
+const nodes = window.app.graph._nodes.map((n) => ({
+    id: n.id, type: n.type, bounds: Array.from(n.getBounding()), size: Array.from(n.size),
+    needs: Array.from(n.computeSize()),
+}));
+const bar = document.querySelector(".side-tool-bar-container");
+const rect = canvas.canvas.getBoundingClientRect();
+const view = {scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset), left: rect.left, top: rect.top,
+              sidebar: bar ? bar.getBoundingClientRect().right : 0, width: window.innerWidth,
+              height: window.innerHeight};
 const saved = window.app.graph.serialize();
 const prompt = await window.app.graphToPrompt();
-return JSON.stringify({unknown, types, saved, output: prompt.output});
+return JSON.stringify({unknown, types, nodes, view, saved, output: prompt.output});
 """
 
 
-def test_web_ui_loads_the_shipped_workflow_and_queues_the_same_prompt(comfyui):
+@pytest.fixture(scope="module")
+def browser(comfyui):
     require_browser(comfyui)
-    shipped = json.loads(WORKFLOW.read_text(encoding="utf-8"))
-    with Browser(free_port()) as browser:
-        browser.open(comfyui.url + "/")
-        browser.wait_for("return !!(window.app && window.app.graph && window.LiteGraph)", "the ComfyUI web app")
-        result = json.loads(browser.js_async(LOAD_AND_EXPORT, json.dumps(shipped)))
-        browser.screenshot(comfyui.base / "workflow.png")
+    with Browser(free_port(), window=SCREEN) as b:
+        b.open(comfyui.url + "/")
+        b.wait_for("return !!(window.app && window.app.graph && window.LiteGraph)", "the ComfyUI web app")
+        yield b
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.stem)
+def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, browser, workflow):
+    shipped = json.loads(workflow.read_text(encoding="utf-8"))
+    result = json.loads(browser.js_async(LOAD_AND_EXPORT, json.dumps(shipped)))
+    browser.screenshot(comfyui.base / f"workflow_{workflow.stem}.png")
     assert result["unknown"] == []
     assert sorted(result["types"]) == sorted(n["type"] for n in shipped["nodes"])
     saved = {n["id"]: n for n in result["saved"]["nodes"]}
@@ -51,3 +76,21 @@ def test_web_ui_loads_the_shipped_workflow_and_queues_the_same_prompt(comfyui):
               for k, node in result["output"].items()}
     ours = {k: (node["class_type"], node["inputs"]) for k, node in convert(shipped, comfyui.object_info()).items()}
     assert queued == ours
+
+    view, nodes = result["view"], result["nodes"]
+    assert view["scale"] == 1, "the saved view must open at 100%"
+    for n in nodes:
+        assert n["size"][0] >= n["needs"][0] - 1 and n["size"][1] >= n["needs"][1] - 1, f"{n['type']} is cut: {n}"
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1 :]:
+            assert not _overlap(a["bounds"], b["bounds"]), f"{a['type']} {a['id']} overlaps {b['type']} {b['id']}"
+
+    def screen(x: float, y: float) -> tuple[float, float]:
+        scale, (dx, dy) = view["scale"], view["offset"]
+        return (x + dx) * scale + view["left"], (y + dy) * scale + view["top"]
+
+    left, top = screen(min(n["bounds"][0] for n in nodes), min(n["bounds"][1] for n in nodes))
+    right, bottom = screen(max(n["bounds"][0] + n["bounds"][2] for n in nodes),
+                           max(n["bounds"][1] + n["bounds"][3] for n in nodes))
+    assert left > view["sidebar"], f"the first column starts at x={left:.0f}, under the side bar ({view['sidebar']})"
+    assert top >= view["top"] and right <= view["width"] and bottom <= view["height"], (left, top, right, bottom, view)

@@ -26,7 +26,6 @@ CHROMIUM_ARGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
     "--no-proxy-server",
-    "--window-size=1400,900",
 )  # fmt: skip
 
 
@@ -38,7 +37,7 @@ def browser_tools() -> tuple[str | None, str | None]:
 class Browser:
     """One headless Chromium session with a fresh profile; use as a context manager."""
 
-    def __init__(self, port: int, timeout: float = 60.0) -> None:
+    def __init__(self, port: int, timeout: float = 60.0, window: tuple[int, int] = (1400, 900)) -> None:
         chromium, driver = browser_tools()
         if not (chromium and driver):
             raise FileNotFoundError("chromium and chromedriver are required (Debian: chromium chromium-driver)")
@@ -57,7 +56,8 @@ class Browser:
                     self.close()
                     raise
                 time.sleep(0.1)
-        options = {"binary": chromium, "args": [*CHROMIUM_ARGS, f"--user-data-dir={self.profile}"]}
+        options = {"binary": chromium, "args": [*CHROMIUM_ARGS, f"--window-size={window[0]},{window[1]}",
+                                        f"--user-data-dir={self.profile}"]}
         caps = {"browserName": "chrome", "goog:chromeOptions": options, "goog:loggingPrefs": {"browser": "ALL"}}
         try:
             self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]

@@ -1,0 +1,246 @@
+"""Writes the shipped workflows (UI format, ``workflows/*.json``) and their API twins (``workflows/api/*.json``)
+from the compact graphs below, laid out on a grid so each reads at 100% zoom from its saved view with no node over
+another. Widget order, sockets and the API twins come from a real ComfyUI's ``/object_info`` (started here on the
+test models, as the tests do), so the files match what the web UI itself would save and queue.
+
+Usage: ``.venv/bin/python tools/make_workflows.py`` (then review the diff; the tests check the files).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "comfyui")]
+
+from comfyui_harness import make_base, start_server, stop  # noqa: E402
+from model_folders import write_joyvasa, write_liveportrait  # noqa: E402
+from ui_to_api import widget_names  # noqa: E402
+
+OUT = REPO / "workflows"
+X0, Y0 = 80, 80  # graph origin on screen at scale 1: right of the side bar, below the top menu
+COLUMN_W, GAP_X, GAP_Y = 300, 40, 50
+TITLE_H = 30
+# extra body height where a node draws more than its widgets (image / audio / video previews)
+EXTRA_H = {"LoadImage": 190, "LoadAudio": 70, "SaveVideo": 60, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
+FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
+
+FACE = {"mode": "human", "crop": "auto", "face_index": 0, "face_order": "largest", "scale": 2.3, "vx_ratio": 0.0,
+        "vy_ratio": -0.125, "alpha": "drop", "box_x": 0, "box_y": 0, "box_w": 0, "box_h": 0}
+SAMPLE = {"seed": 0, "cfg_scale": 4.0, "sampler": "ddpm", "steps": 50, "smoothing": "ema", "smoothing_alpha": 0.01,
+          "leading_silence": True, "lag_compensation": True}
+KEYPOINTS = {"preset": "auto", "relative_motion": "preset", "stitching": "preset", "lip_normalization": "preset",
+             "driving_multiplier": 0.0, "animation_region": "all"}
+RENDER = {"paste_back": True, "batch_size": 4, "image_index": 0}
+VIDEO = {"filename_prefix": "JoyVASA/talking", "format": "mp4", "crf": 18, "save_output": True}
+LP = {"variant": "human", "device": "auto", "dtype": "auto"}
+MOTION_MODEL = {"checkpoint": "motion_generator_hubert_chinese.pt", "template": "motion_template.pkl",
+                "device": "auto", "dtype": "fp32"}
+MODELS_NOTE = (
+    "**Models** in ComfyUI's `models/`: `liveportrait/` (LivePortrait's five networks, Kijai/LivePortrait_safetensors "
+    "or KwaiVGI/LivePortrait), `joyvasa/` (`motion_generator_hubert_chinese.pt`, `motion_template.pkl` from "
+    "jdh-algo/JoyVASA)."
+)
+
+
+def node(nid: int, kind: str, col: int, widgets: dict | None = None, links: dict | None = None,
+         title: str | None = None, text: str | None = None) -> dict:
+    return {"id": nid, "type": kind, "col": col, "widgets": widgets or {}, "links": links or {}, "title": title,
+            "text": text}
+
+
+def talking_portrait(render: str = "stream", animal: bool = False, save_motion: bool = False) -> list[dict]:
+    """Portrait + speech -> mp4; ``render`` 'stream' (Render Video) or 'frames' (IMAGE into Create Video)."""
+    image = "animal.png" if animal else "portrait.png"
+    face = {**FACE, "mode": "animal"} if animal else FACE
+    lp = {**LP, "variant": "animal_v1.1"} if animal else LP
+    nodes = [
+        node(1, "LoadImage", 0, {"image": image}),
+        node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
+        node(3, "JoyVASALivePortraitLoader", 1, lp),
+        node(4, "JoyVASAMotionModelLoader", 1, MOTION_MODEL),
+        node(5, "JoyVASALoadReferenceFace", 1, face, {"image": (1, 0)}),
+        node(6, "JoyVASAExtractAppearance", 2, {"image_index": 0}, {"liveportrait": (3, 0), "face": (5, 0)}),
+        node(7, "JoyVASAEncodeAudio", 2, {}, {"audio": (2, 0), "motion_model": (4, 0)}),
+        node(8, "JoyVASASampleMotionDiffusion", 2, SAMPLE, {"motion_model": (4, 0), "audio_features": (7, 0)}),
+        node(9, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
+             {"liveportrait": (3, 0), "appearance": (6, 0), "motion": (8, 0)}),
+    ]
+    render_links = {"liveportrait": (3, 0), "appearance": (6, 0), "keypoints": (9, 0), "face": (5, 0),
+                    "audio": (2, 0)}
+    if render == "stream":
+        nodes.append(node(10, "JoyVASARenderVideo", 3, {**RENDER, **VIDEO}, render_links))
+    else:
+        nodes += [
+            node(10, "JoyVASAWarpAndRender", 3, RENDER, render_links),
+            node(11, "CreateVideo", 4, {"fps": 25.0}, {"images": (10, 0), "audio": (10, 1), "fps": (10, 2)}),
+            node(12, "SaveVideo", 4, {"filename_prefix": "video/JoyVASA", "format": "mp4", "codec": "h264"},
+                 {"video": (11, 0)}),
+        ]
+    if save_motion:
+        nodes.append(node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "joyvasa/motion"}, {"motion": (8, 0)}))
+    what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
+    out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
+           "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
+    nodes.append(node(20, "MarkdownNote", 0, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
+                      f"queue. {out}.\n\n{MODELS_NOTE}"))
+    return nodes
+
+
+def two_faces() -> list[dict]:
+    """One speech, one motion, two faces: each face gets its own appearance, keypoints and video."""
+    return [
+        node(1, "LoadImage", 0, {"image": "portrait.png"}, title="Load Image (face A)"),
+        node(21, "LoadImage", 0, {"image": "portrait_b.png"}, title="Load Image (face B)"),
+        node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
+        node(5, "JoyVASALoadReferenceFace", 1, FACE, {"image": (1, 0)}, title="Load Reference Face (A)"),
+        node(25, "JoyVASALoadReferenceFace", 1, FACE, {"image": (21, 0)}, title="Load Reference Face (B)"),
+        node(3, "JoyVASALivePortraitLoader", 2, LP),
+        node(4, "JoyVASAMotionModelLoader", 2, MOTION_MODEL),
+        node(7, "JoyVASAEncodeAudio", 2, {}, {"audio": (2, 0), "motion_model": (4, 0)}),
+        node(8, "JoyVASASampleMotionDiffusion", 2, SAMPLE, {"motion_model": (4, 0), "audio_features": (7, 0)}),
+        node(6, "JoyVASAExtractAppearance", 3, {"image_index": 0}, {"liveportrait": (3, 0), "face": (5, 0)},
+             title="Extract Appearance (A)"),
+        node(26, "JoyVASAExtractAppearance", 3, {"image_index": 0}, {"liveportrait": (3, 0), "face": (25, 0)},
+             title="Extract Appearance (B)"),
+        node(9, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
+             {"liveportrait": (3, 0), "appearance": (6, 0), "motion": (8, 0)}, title="Compute Target Keypoints (A)"),
+        node(29, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
+             {"liveportrait": (3, 0), "appearance": (26, 0), "motion": (8, 0)}, title="Compute Target Keypoints (B)"),
+        node(10, "JoyVASARenderVideo", 4, {**RENDER, **VIDEO, "filename_prefix": "JoyVASA/face_a"},
+             {"liveportrait": (3, 0), "appearance": (6, 0), "keypoints": (9, 0), "face": (5, 0), "audio": (2, 0)},
+             title="Render Video (A)"),
+        node(30, "JoyVASARenderVideo", 4, {**RENDER, **VIDEO, "filename_prefix": "JoyVASA/face_b"},
+             {"liveportrait": (3, 0), "appearance": (26, 0), "keypoints": (29, 0), "face": (25, 0),
+              "audio": (2, 0)}, title="Render Video (B)"),
+    ]
+
+
+def reuse_motion() -> list[dict]:
+    """A motion saved by Save Motion (e.g. from joyvasa_talking_portrait) played on another face, with its speech."""
+    return [
+        node(1, "LoadImage", 0, {"image": "portrait_b.png"}),
+        node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
+        node(3, "JoyVASALivePortraitLoader", 1, LP),
+        node(5, "JoyVASALoadReferenceFace", 1, FACE, {"image": (1, 0)}),
+        node(14, "JoyVASALoadMotion", 2, {"motion_file": "joyvasa/motion_00001_.safetensors [output]"}),
+        node(6, "JoyVASAExtractAppearance", 2, {"image_index": 0}, {"liveportrait": (3, 0), "face": (5, 0)}),
+        node(9, "JoyVASAComputeTargetKeypoints", 2, KEYPOINTS,
+             {"liveportrait": (3, 0), "appearance": (6, 0), "motion": (14, 0)}),
+        node(10, "JoyVASARenderVideo", 3, {**RENDER, **VIDEO, "filename_prefix": "JoyVASA/reused"},
+             {"liveportrait": (3, 0), "appearance": (6, 0), "keypoints": (9, 0), "face": (5, 0), "audio": (2, 0)}),
+        node(20, "MarkdownNote", 3, text="**Load Motion** lists the motions Save Motion wrote to `output/` (the "
+             "talking-portrait workflow saves one): the same performance on another face, no sampling. Load Audio "
+             "gives the sound track."),
+    ]
+
+
+WORKFLOWS = {
+    "joyvasa_talking_portrait": talking_portrait("stream", save_motion=True),
+    "joyvasa_talking_portrait_frames": talking_portrait("frames"),
+    "joyvasa_animal": talking_portrait("stream", animal=True),
+    "joyvasa_two_faces": two_faces(),
+    "joyvasa_reuse_motion": reuse_motion(),
+}
+
+
+def _sockets(info: dict) -> tuple[list[tuple[str, str]], list[str]]:
+    """(name, type) of the inputs drawn as sockets, and the widget names, in the frontend's order."""
+    names, _ = widget_names(info)
+    order = info.get("input_order") or {s: list(v) for s, v in info["input"].items()}
+    sockets = []
+    for section in ("required", "optional"):
+        for name in order.get(section, []):
+            if name not in names:
+                sockets.append((name, info["input"][section][name][0]))
+    return sockets, names
+
+
+def _height(kind: str, info: dict | None, text: str | None) -> int:
+    if info is None:  # a note: about 22 px a line of ~44 characters
+        return 60 + 22 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
+    sockets, widgets = _sockets(info)
+    rows = max(len(sockets), len(info["output"]))
+    return 20 + 22 * rows + 26 * len(widgets) + EXTRA_H.get(kind, 0)
+
+
+def build(name: str, spec: list[dict], object_info: dict) -> dict:
+    by_id = {n["id"]: n for n in spec}
+    links: list[list] = []
+    outputs: dict[tuple[int, int], list[int]] = {}
+    ui_nodes = []
+    column_y: dict[int, int] = {}
+    for order, n in enumerate(spec):
+        info = object_info.get(n["type"])
+        h = _height(n["type"], info, n["text"])
+        x = X0 + n["col"] * (COLUMN_W + GAP_X)
+        y = column_y.get(n["col"], Y0 + TITLE_H)
+        column_y[n["col"]] = y + h + GAP_Y + TITLE_H
+        ui = {"id": n["id"], "type": n["type"], "pos": [x, y], "size": [COLUMN_W, h], "flags": {}, "order": order,
+              "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": n["type"]}}
+        if n["title"]:
+            ui["title"] = n["title"]
+        if info is None:
+            ui["widgets_values"] = [n["text"]]
+            ui_nodes.append(ui)
+            continue
+        sockets, widgets = _sockets(info)
+        specs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+        entries = [{"name": socket, "type": kind, "link": None} for socket, kind in sockets]
+        entries += [{"name": w, "type": "COMBO" if isinstance(specs[w][0], list) else specs[w][0],
+                     "widget": {"name": w}, "link": None} for w in widgets]
+        for slot, entry in enumerate(entries):
+            if entry["name"] in n["links"]:
+                src, src_slot = n["links"][entry["name"]]
+                link_type = object_info[by_id[src]["type"]]["output"][src_slot]
+                links.append([len(links) + 1, src, src_slot, n["id"], slot, link_type])
+                entry["link"] = len(links)
+                outputs.setdefault((src, src_slot), []).append(len(links))
+        ui["inputs"] = entries
+        _, with_control = widget_names(info)
+        values = []
+        for w in widgets:
+            values.append(n["widgets"][w])
+            if w in with_control:
+                values.append("fixed")
+        ui["widgets_values"] = values + FRONTEND_VALUES.get(n["type"], [])
+        ui["outputs"] = [{"name": out_name, "type": out_type, "links": None}
+                         for out_type, out_name in zip(info["output"], info["output_name"], strict=True)]
+        ui_nodes.append(ui)
+    for ui in ui_nodes:
+        for slot, out in enumerate(ui["outputs"]):
+            out["links"] = outputs.get((ui["id"], slot))
+    return {"id": f"joyvasa-{name}", "revision": 0, "last_node_id": max(by_id), "last_link_id": len(links),
+            "nodes": ui_nodes, "links": links, "groups": [], "config": {},
+            "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
+
+
+def main() -> int:
+    from ui_to_api import convert
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = make_base(Path(tmp))
+        write_liveportrait(base / "models", "official")
+        write_liveportrait(base / "models", "official", animal=True)
+        write_joyvasa(base / "models")
+        server = start_server(base)
+        try:
+            object_info = server.object_info()
+        finally:
+            stop(server.process)
+            (base / "custom_nodes").joinpath(server.pack_name).unlink()
+    (OUT / "api").mkdir(exist_ok=True)
+    for name, spec in WORKFLOWS.items():
+        ui = build(name, spec, object_info)
+        (OUT / f"{name}.json").write_text(json.dumps(ui, indent=1) + "\n", encoding="utf-8")
+        api = convert(ui, object_info)
+        (OUT / "api" / f"{name}.json").write_text(json.dumps(api, indent=1) + "\n", encoding="utf-8")
+        print(f"{name}: {len(ui['nodes'])} nodes, {len(ui['links'])} links")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
