@@ -9,9 +9,11 @@ from comfy_api.input_impl import VideoFromFile
 
 from ..joyvasa_core.audio.io import load_audio
 from ..joyvasa_core.pipeline import render_paste_back, render_video
-from .errors import node_errors
+from .errors import NodeError, node_errors
+from .folders import inside
 from .memory import on_device
 from .progress import ComfyProgress
+from .warp_and_render import FACE_INPUT, RENDER_INPUTS
 
 DISPLAY = "JoyVASA Render Video"
 FORMATS = ["mp4"]
@@ -35,14 +37,7 @@ class JoyVASARenderVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
-                "appearance": ("JOYVASA_APPEARANCE",),
-                "keypoints": ("JOYVASA_KEYPOINTS",),
-                "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Put the animated face back into the photo."}),
-                "batch_size": ("INT", {"default": 4, "min": 1, "max": 256, "tooltip": "Frames per network pass "
-                               "(more = faster on a GPU, more memory)."}),
-                "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to "
-                                "paste into (the one given to Extract Appearance)."}),
+                **RENDER_INPUTS,
                 "filename_prefix": ("STRING", {"default": "JoyVASA/talking", "tooltip": "File name start, inside "
                                     "ComfyUI's output (or temp) folder; a counter and .mp4 are added."}),
                 "format": (FORMATS, {"default": "mp4", "tooltip": "Container: mp4 with H.264 video and AAC audio."}),
@@ -52,7 +47,7 @@ class JoyVASARenderVideo:
                                 "to temp/, emptied when ComfyUI restarts (off)."}),
             },
             "optional": {
-                "face": ("JOYVASA_FACE", {"tooltip": "The reference face, needed for paste-back."}),
+                "face": FACE_INPUT,
                 "audio": ("AUDIO", {"tooltip": "The speech for the sound track (none: a silent video)."}),
             },
         }
@@ -64,6 +59,9 @@ class JoyVASARenderVideo:
             pb = render_paste_back(face, keypoints, paste_back, image_index, models.crop_size)
             kind = "output" if save_output else "temp"
             root = folder_paths.get_output_directory() if save_output else folder_paths.get_temp_directory()
+            if os.path.isabs(filename_prefix) or not inside(os.path.join(root, filename_prefix), root):
+                raise NodeError(f"filename_prefix {filename_prefix!r} points outside {kind}/; use a relative path "
+                                "such as JoyVASA/talking.")
             folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root)
             file = f"{name}_{counter:05}_.{format}"
             wave = None if audio is None else load_audio(audio)

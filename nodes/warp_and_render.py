@@ -10,6 +10,18 @@ from .memory import on_device
 from .progress import ComfyProgress
 
 DISPLAY = "JoyVASA Warp and Render"
+# the inputs both render nodes take (Render Video adds its file options)
+RENDER_INPUTS = {
+    "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
+    "appearance": ("JOYVASA_APPEARANCE",),
+    "keypoints": ("JOYVASA_KEYPOINTS",),
+    "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Put the animated face back into the photo."}),
+    "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Frames per network pass: 1 is fastest "
+                   "on a CPU, 8 or more on a GPU (more memory)."}),
+    "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to paste into (the "
+                    "one given to Extract Appearance)."}),
+}
+FACE_INPUT = ("JOYVASA_FACE", {"tooltip": "The reference face, needed for paste-back."})
 
 
 class JoyVASAWarpAndRender:
@@ -30,18 +42,9 @@ class JoyVASAWarpAndRender:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {
-                "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
-                "appearance": ("JOYVASA_APPEARANCE",),
-                "keypoints": ("JOYVASA_KEYPOINTS",),
-                "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Put the animated face back into the photo."}),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Frames per network pass: 1 "
-                               "is fastest on a CPU, 8 or more on a GPU (more memory)."}),
-                "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to "
-                                "paste into (the one given to Extract Appearance)."}),
-            },
+            "required": dict(RENDER_INPUTS),
             "optional": {
-                "face": ("JOYVASA_FACE", {"tooltip": "The reference face, needed for paste-back."}),
+                "face": FACE_INPUT,
                 "audio": ("AUDIO", {"tooltip": "The original speech, passed through to the audio output."}),
             },
         }

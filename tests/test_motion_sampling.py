@@ -259,3 +259,20 @@ def test_motion_cfg_one_skips_the_null_branch_consistently(fx, model):
     both = sample_coefficients(model, wave_from(fx), options_from(fx.meta, cfg_scale=1.0 + 1e-7))
     assert_close(single, both, TOL_MOTION, name="cfg 1")
     assert float((single - sample_coefficients(model, wave_from(fx), options_from(fx.meta))).abs().max()) > 1e-2
+
+
+def test_sampler_returns_the_synced_frames_by_default(fx, model):
+    """With the default options the sampler's output is its sampled frames from the lag on (the ones the alignment
+    above describes), round(seconds x 25) of them, for a clip spanning several windows."""
+    assert SamplingOptions().lag_compensation is True
+    cfg = model.config
+    wave = wave_from(fx)
+    options = options_from(fx.meta, lag_compensation=True, num_steps=2, scheduler="ddim")
+    windows = []
+    synced = sample_coefficients(model, wave, options, on_window=lambda i, x, a: windows.append(x))
+    reference = sample_coefficients(model, wave, options_from(fx.meta, num_steps=2, scheduler="ddim"))
+    plan = plan_windows(wave.shape[-1], cfg.samples_per_frame, cfg.n_motions)
+    everything = torch.cat(windows, dim=1)[:, : plan.n_frames].float()
+    assert synced.shape[1] == math.floor(wave.shape[-1] / cfg.samples_per_frame + 0.5)
+    assert torch.equal(synced, everything[:, plan.lag_frames : plan.lag_frames + synced.shape[1]])
+    assert torch.equal(reference, everything)

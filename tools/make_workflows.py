@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,11 +22,13 @@ from model_folders import write_joyvasa, write_liveportrait  # noqa: E402
 from ui_to_api import widget_names  # noqa: E402
 
 OUT = REPO / "workflows"
-X0, Y0 = 80, 80  # graph origin on screen at scale 1: right of the side bar, below the top menu
-COLUMN_W, GAP_X, GAP_Y = 300, 40, 50
+X0 = 80  # the graph's left edge on screen at scale 1: right of the side bar
+# where columns start: below the tab bar, the first one also below the workflow name floating over its top left
+Y_FIRST, Y_OTHERS = 170, 125
+COLUMN_W, GAP_X, GAP_Y = 280, 20, 30  # five columns stay left of the Run bar and the minimap on a 1920x1080 screen
 TITLE_H = 30
 # extra body height where a node draws more than its widgets (image / audio / video previews)
-EXTRA_H = {"LoadImage": 190, "LoadAudio": 70, "SaveVideo": 60, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
+EXTRA_H = {"LoadImage": 150, "LoadAudio": 70, "SaveVideo": 60, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
 FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
 
 FACE = {"mode": "human", "crop": "auto", "face_index": 0, "face_order": "largest", "scale": 2.3, "vx_ratio": 0.0,
@@ -34,7 +37,7 @@ SAMPLE = {"seed": 0, "cfg_scale": 4.0, "sampler": "ddpm", "steps": 50, "smoothin
           "leading_silence": True, "lag_compensation": True}
 KEYPOINTS = {"preset": "auto", "relative_motion": "preset", "stitching": "preset", "lip_normalization": "preset",
              "driving_multiplier": 0.0, "animation_region": "all"}
-RENDER = {"paste_back": True, "batch_size": 4, "image_index": 0}
+RENDER = {"paste_back": True, "batch_size": 1, "image_index": 0}
 VIDEO = {"filename_prefix": "JoyVASA/talking", "format": "mp4", "crf": 18, "save_output": True}
 LP = {"variant": "human", "device": "auto", "dtype": "auto"}
 MOTION_MODEL = {"checkpoint": "motion_generator_hubert_chinese.pt", "template": "motion_template.pkl",
@@ -85,14 +88,14 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
     what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
     out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
            "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
-    nodes.append(node(20, "MarkdownNote", 0, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
+    nodes.append(node(20, "MarkdownNote", 4, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
                       f"queue. {out}.\n\n{MODELS_NOTE}"))
     return nodes
 
 
 def two_faces() -> list[dict]:
     """One speech, one motion, two faces: each face gets its own appearance, keypoints and video."""
-    return [
+    nodes = [
         node(1, "LoadImage", 0, {"image": "portrait.png"}, title="Load Image (face A)"),
         node(21, "LoadImage", 0, {"image": "portrait_b.png"}, title="Load Image (face B)"),
         node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
@@ -102,21 +105,21 @@ def two_faces() -> list[dict]:
         node(4, "JoyVASAMotionModelLoader", 2, MOTION_MODEL),
         node(7, "JoyVASAEncodeAudio", 2, {}, {"audio": (2, 0), "motion_model": (4, 0)}),
         node(8, "JoyVASASampleMotionDiffusion", 2, SAMPLE, {"motion_model": (4, 0), "audio_features": (7, 0)}),
-        node(6, "JoyVASAExtractAppearance", 3, {"image_index": 0}, {"liveportrait": (3, 0), "face": (5, 0)},
-             title="Extract Appearance (A)"),
-        node(26, "JoyVASAExtractAppearance", 3, {"image_index": 0}, {"liveportrait": (3, 0), "face": (25, 0)},
-             title="Extract Appearance (B)"),
-        node(9, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
-             {"liveportrait": (3, 0), "appearance": (6, 0), "motion": (8, 0)}, title="Compute Target Keypoints (A)"),
-        node(29, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
-             {"liveportrait": (3, 0), "appearance": (26, 0), "motion": (8, 0)}, title="Compute Target Keypoints (B)"),
-        node(10, "JoyVASARenderVideo", 4, {**RENDER, **VIDEO, "filename_prefix": "JoyVASA/face_a"},
-             {"liveportrait": (3, 0), "appearance": (6, 0), "keypoints": (9, 0), "face": (5, 0), "audio": (2, 0)},
-             title="Render Video (A)"),
-        node(30, "JoyVASARenderVideo", 4, {**RENDER, **VIDEO, "filename_prefix": "JoyVASA/face_b"},
-             {"liveportrait": (3, 0), "appearance": (26, 0), "keypoints": (29, 0), "face": (25, 0),
-              "audio": (2, 0)}, title="Render Video (B)"),
     ]
+    faces = (("A", 0, 5), ("B", 20, 25))
+    nodes += [node(6 + offset, "JoyVASAExtractAppearance", 3, {"image_index": 0},
+                   {"liveportrait": (3, 0), "face": (face, 0)}, title=f"Extract Appearance ({tag})")
+              for tag, offset, face in faces]
+    nodes += [node(9 + offset, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
+                   {"liveportrait": (3, 0), "appearance": (6 + offset, 0), "motion": (8, 0)},
+                   title=f"Compute Target Keypoints ({tag})")
+              for tag, offset, _ in faces]
+    nodes += [node(10 + offset, "JoyVASARenderVideo", 4,
+                   {**RENDER, **VIDEO, "filename_prefix": f"JoyVASA/face_{tag.lower()}"},
+                   {"liveportrait": (3, 0), "appearance": (6 + offset, 0), "keypoints": (9 + offset, 0),
+                    "face": (face, 0), "audio": (2, 0)}, title=f"Render Video ({tag})")
+              for tag, offset, face in faces]
+    return nodes
 
 
 def reuse_motion() -> list[dict]:
@@ -161,13 +164,13 @@ def _sockets(info: dict) -> tuple[list[tuple[str, str]], list[str]]:
 
 def _height(kind: str, info: dict | None, text: str | None) -> int:
     if info is None:  # a note: about 22 px a line of ~44 characters
-        return 60 + 22 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
+        return 60 + 22 * sum(1 + len(p) // 40 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
-    return 20 + 22 * rows + 26 * len(widgets) + EXTRA_H.get(kind, 0)
+    return 14 + 20 * rows + 24 * len(widgets) + EXTRA_H.get(kind, 0)
 
 
-def build(name: str, spec: list[dict], object_info: dict) -> dict:
+def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN_W, gap_x: int = GAP_X) -> dict:
     by_id = {n["id"]: n for n in spec}
     links: list[list] = []
     outputs: dict[tuple[int, int], list[int]] = {}
@@ -176,10 +179,10 @@ def build(name: str, spec: list[dict], object_info: dict) -> dict:
     for order, n in enumerate(spec):
         info = object_info.get(n["type"])
         h = _height(n["type"], info, n["text"])
-        x = X0 + n["col"] * (COLUMN_W + GAP_X)
-        y = column_y.get(n["col"], Y0 + TITLE_H)
+        x = X0 + n["col"] * (column_w + gap_x)
+        y = column_y.get(n["col"], Y_FIRST if n["col"] == 0 else Y_OTHERS)
         column_y[n["col"]] = y + h + GAP_Y + TITLE_H
-        ui = {"id": n["id"], "type": n["type"], "pos": [x, y], "size": [COLUMN_W, h], "flags": {}, "order": order,
+        ui = {"id": n["id"], "type": n["type"], "pos": [x, y], "size": [column_w, h], "flags": {}, "order": order,
               "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": n["type"]}}
         if n["title"]:
             ui["title"] = n["title"]
@@ -213,7 +216,8 @@ def build(name: str, spec: list[dict], object_info: dict) -> dict:
     for ui in ui_nodes:
         for slot, out in enumerate(ui["outputs"]):
             out["links"] = outputs.get((ui["id"], slot))
-    return {"id": f"joyvasa-{name}", "revision": 0, "last_node_id": max(by_id), "last_link_id": len(links),
+    workflow_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-joyvasa/workflows/{name}"))
+    return {"id": workflow_id, "revision": 0, "last_node_id": max(by_id), "last_link_id": len(links),
             "nodes": ui_nodes, "links": links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 

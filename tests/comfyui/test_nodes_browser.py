@@ -38,12 +38,26 @@ const nodes = window.app.graph._nodes.map((n) => ({
 }));
 const bar = document.querySelector(".side-tool-bar-container");
 const rect = canvas.canvas.getBoundingClientRect();
+// what the user sees at each node's title and corners: the canvas itself, or some panel drawn over it
+const [dx, dy] = canvas.ds.offset, s = canvas.ds.scale;
+const covered = [];
+for (const n of window.app.graph._nodes) {
+    const [x, y, w, h] = n.getBounding();
+    const points = {title: [x + w / 2, y + 15], "top left": [x + 2, y + 2], "top right": [x + w - 2, y + 2],
+                    "bottom left": [x + 2, y + h - 2], "bottom right": [x + w - 2, y + h - 2]};
+    for (const [where, [px, py]] of Object.entries(points)) {
+        const el = document.elementFromPoint((px + dx) * s + rect.left, (py + dy) * s + rect.top);
+        const what = el ? el.className || el.tagName : "off screen";
+        if (el !== canvas.canvas) covered.push(`${n.type} ${n.id} ${where}: ${what}`);
+    }
+}
 const view = {scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset), left: rect.left, top: rect.top,
               sidebar: bar ? bar.getBoundingClientRect().right : 0, width: window.innerWidth,
               height: window.innerHeight};
 const saved = window.app.graph.serialize();
 const prompt = await window.app.graphToPrompt();
-return JSON.stringify({unknown, types, nodes, view, saved, output: prompt.output});
+const alerts = Array.from(document.querySelectorAll(".p-toast-message")).map((e) => e.innerText);
+return JSON.stringify({unknown, types, nodes, view, covered, alerts, saved, output: prompt.output});
 """
 
 
@@ -66,6 +80,7 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
     result = json.loads(browser.js_async(LOAD_AND_EXPORT, json.dumps(shipped)))
     browser.screenshot(comfyui.base / f"workflow_{workflow.stem}.png")
     assert result["unknown"] == []
+    assert result["alerts"] == [], "the frontend complained while loading the workflow"
     assert sorted(result["types"]) == sorted(n["type"] for n in shipped["nodes"])
     saved = {n["id"]: n for n in result["saved"]["nodes"]}
     for node in shipped["nodes"]:
@@ -94,3 +109,4 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
                            max(n["bounds"][1] + n["bounds"][3] for n in nodes))
     assert left > view["sidebar"], f"the first column starts at x={left:.0f}, under the side bar ({view['sidebar']})"
     assert top >= view["top"] and right <= view["width"] and bottom <= view["height"], (left, top, right, bottom, view)
+    assert result["covered"] == [], "parts of nodes are hidden under the UI's panels at the saved view"

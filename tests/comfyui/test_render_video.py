@@ -30,7 +30,7 @@ from render_prompts import (
 )
 
 FIXTURES = fixture_dir()
-SHORT_S, LONG_S = 0.6, 6.0  # 15 and 150 frames: a float IMAGE batch of the long one would take 1.8 GiB
+SHORT_S, LONG_S = 0.4, 4.0  # 10 and 100 frames: as a float IMAGE batch the long one would take 1.2 GiB
 PHOTO_SIDE = 1024
 LOADED = re.compile(r"Requested to load (JoyVASA\w+Networks)")
 
@@ -113,7 +113,7 @@ async def _run_watching(url: str, prompt: dict) -> dict:
 
 
 def _watch(comfyui, prompt: dict) -> tuple[dict, dict]:
-    seen = asyncio.run(asyncio.wait_for(_run_watching(comfyui.url, prompt), timeout=900))
+    seen = asyncio.run(asyncio.wait_for(_run_watching(comfyui.url, prompt), timeout=1800))
     entry = comfyui.wait(seen["prompt_id"], timeout=60)
     _ok(entry)
     return seen, entry
@@ -177,3 +177,11 @@ def test_free_model_memory_unloads_the_networks_and_the_next_run_loads_them_back
     frames = _frames(_video_path(comfyui, first))
     assert np.array_equal(_frames(_video_path(comfyui, after)), frames)
     assert len(frames) == speech_frames(SHORT_S)
+
+
+def test_file_name_cannot_leave_the_output_folder(comfyui, inputs):
+    entry = comfyui.run(render_prompt(inputs["photo"], inputs["short"], prefix="../../escaped/video", seed=7), 900)
+    (error,) = [m[1] for m in entry["status"]["messages"] if m[0] == "execution_error"]
+    assert error["node_type"] == "JoyVASARenderVideo"
+    assert error["exception_message"].startswith("JoyVASA Render Video: filename_prefix '../../escaped/video' points")
+    assert not (comfyui.base.parent / "escaped").exists() and not (comfyui.base / "escaped").exists()
