@@ -22,6 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 UI_ONLY_INPUTS = {"audioUI"}  # the frontend's audio player widget on LoadAudio; the server ignores it
 SCREEN = (1920, 1080)
+# the workflows tools/make_workflows.py lays out on a grid for this screen (the others get the loading checks)
+LAID_OUT = {"joyvasa_talking_portrait", "joyvasa_talking_portrait_frames", "joyvasa_animal", "joyvasa_two_faces",
+            "joyvasa_reuse_motion"}
 
 pytestmark = pytest.mark.comfyui
 
@@ -92,6 +95,8 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
     ours = {k: (node["class_type"], node["inputs"]) for k, node in convert(shipped, comfyui.object_info()).items()}
     assert queued == ours
 
+    if workflow.stem not in LAID_OUT:
+        return
     view, nodes = result["view"], result["nodes"]
     assert view["scale"] == 1, "the saved view must open at 100%"
     for n in nodes:

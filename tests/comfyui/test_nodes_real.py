@@ -328,7 +328,7 @@ def test_file_names_cannot_leave_comfyuis_folders(comfyui, installed):
 
 def test_bad_sampling_options_are_refused_before_running(comfyui, installed):
     prompt, _ = _motion_prompt(comfyui, "joyvasa/refused")  # no other output, so the prompt is refused whole
-    sample_id = _node_id(prompt, "JoyVASASampleMotion")
+    sample_id = _node_id(prompt, "JoyVASASampleMotionDiffusion")
     before = set((comfyui.base / "output").rglob("*"))
     for name, value, words in (("seed", -1, "seed -1: out of range"), ("cfg_scale", -0.5, "cfg_scale -0.5: out of "
                                                                                            "range")):
