@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "comfyui")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "comfyui")]
 
 from comfyui_harness import make_base, start_server, stop  # noqa: E402
 from fixture_support import fixture_dir  # noqa: E402

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "comfyui")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "comfyui")]
 
 from comfyui_harness import make_base, start_server, stop  # noqa: E402
 from model_folders import write_joyvasa, write_liveportrait  # noqa: E402
@@ -39,9 +39,9 @@ KEYPOINTS = {"preset": "auto", "relative_motion": "preset", "stitching": "preset
              "driving_multiplier": 0.0, "animation_region": "all"}
 RENDER = {"paste_back": True, "batch_size": 1, "image_index": 0}
 VIDEO = {"filename_prefix": "JoyVASA/talking", "format": "mp4", "crf": 18, "save_output": True}
-LP = {"variant": "human", "device": "auto", "dtype": "auto"}
+LP = {"variant": "human", "device": "auto", "dtype": "auto", "download": "download missing files"}
 MOTION_MODEL = {"checkpoint": "motion_generator_hubert_chinese.pt", "template": "motion_template.pkl",
-                "device": "auto", "dtype": "fp32"}
+                "device": "auto", "dtype": "fp32", "download": "download missing files"}
 MODELS_NOTE = (
     "**Models** in ComfyUI's `models/`: `liveportrait/` (LivePortrait's five networks, Kijai/LivePortrait_safetensors "
     "or KwaiVGI/LivePortrait), `joyvasa/` (`motion_generator_hubert_chinese.pt`, `motion_template.pkl` from "
