@@ -171,9 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute precision of the image networks; auto = bf16 where the CPU/GPU has native bf16 "
                         "(same picture, >= 40 dB PSNR against fp32), else fp32 [auto]")
     p.add_argument("--no-crop", action="store_true", help="animate the whole image resized to 256 (no face crop)")
-    p.add_argument("--box", nargs=4, type=int, metavar=("X", "Y", "W", "H"),
-                   help="crop this rectangle (image pixels: top-left corner, width, height) instead of detecting "
-                        "a face, e.g. one face of a group photo or an animal's head")
     p.add_argument("--no-pasteback", action="store_true", help="output the 512x512 face crop")
     p.add_argument("--no-stitching", action="store_true", help="no stitching (also disables paste-back)")
     p.add_argument("--batch-size", type=int, default=None, help="frames per warp/render batch [1 on CPU, 8 on GPU]")
@@ -185,7 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "when it finds no face [auto]")
     p.add_argument("--face-index", type=int, default=0, help="which face when the photo holds several [0]")
     p.add_argument("--face-order", choices=FACE_ORDERS, default="largest", help="order of --face-index [largest]")
-    p.add_argument("--box", type=_box, metavar="X,Y,W,H", help="crop this box (image pixels) instead of detecting")
+    p.add_argument("--box", type=_box, metavar="X,Y,W,H",
+                   help="crop this box (image pixels: top-left corner, width, height) instead of detecting a face, "
+                        "e.g. one face of a group photo or an animal's head")
     p.add_argument("--save-motion", metavar="FILE", help="also save the motion used (.safetensors)")
     p.add_argument("--motion", metavar="FILE", help="reuse a saved motion (.safetensors) or a LivePortrait driving "
                    "template (.pkl) instead of sampling one")
