@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -19,6 +18,7 @@ import soundfile as sf
 from comfyui_harness import prompt_events
 from fixture_support import fixture_dir
 from hub_server import shared_hub, width_configs
+from render_prompts import speech_frames
 from ui_to_api import convert
 
 from joyvasa_core.model_files import HUMAN, MOTION_GENERATOR, files_for
@@ -49,7 +49,7 @@ def fresh(comfyui, tmp_path_factory):
     hub = shared_hub()
     try:
         yield {"models": models, "work": work, "hub": hub,
-               "frames": math.floor((sf.info(str(speech)).frames + 1920) / 640)}
+               "frames": speech_frames(sf.info(str(speech)).duration)}  # in sync: round(seconds x 25)
     finally:
         if hub._server is None:
             hub.start()
