@@ -427,7 +427,7 @@ def run(args: argparse.Namespace) -> int:
                 _log(f"motion: {motions['speech']!r}", args.quiet)
             if drive is not None:
                 motions["video"] = motion_from_video(lp, drive[0], models.detector, fps=drive[1],
-                                                     batch_size=max(args.batch_size, 8), progress=motion_bar)
+                                                     batch_size=max(args.batch_size or 0, 8), progress=motion_bar)
                 _log(f"video motion: {motions['video']!r}", args.quiet)
             parts = {k: motions[plan[k]] for k in ("head", "lips") if plan[k] and plan[k] != plan["expression"]}
             motion = apply_blinks(mix(motions[plan["expression"]], **parts), blinks)
