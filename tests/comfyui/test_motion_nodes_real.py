@@ -5,6 +5,7 @@ its API-format twin is what the UI file converts to, and a hostile .pkl is refus
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import time
@@ -18,7 +19,6 @@ import soundfile as sf
 import torch
 from fixture_support import fixture_dir
 from model_folders import write_joyvasa, write_liveportrait
-from render_prompts import speech_frames
 from ui_to_api import convert
 
 from joyvasa_core.checkpoints.driving_template import read_driving_template
@@ -87,7 +87,7 @@ def installed(comfyui, tmp_path_factory) -> dict:
     assert names["driving.mp4"] == "driving.mp4" and names["driving_template.pkl"] == "driving_template.pkl"
     print(f"motion inputs installed in {time.monotonic() - t0:.1f} s")
     return {"names": names, "marker": marker,
-            "frames": speech_frames(sf.info(str(speech)).duration)}  # in sync: round(seconds x 25)
+            "frames": math.floor((sf.info(str(speech)).frames + 1920) / 640)}
 
 
 def _messages(entry: dict, kind: str) -> list[dict]:
