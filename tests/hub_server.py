@@ -10,6 +10,7 @@ bytes (a dropped connection), stop and restart on the same port (the hub down). 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import socket
@@ -92,10 +93,8 @@ class LocalHub:
             self._server = None
         with self.lock:
             for conn in self.connections:
-                try:
+                with contextlib.suppress(OSError):  # the client may have closed it already
                     conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             self.connections.clear()
 
     def reset(self) -> None:
