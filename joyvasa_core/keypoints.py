@@ -532,17 +532,17 @@ class KeypointComposer:
         if self.motion_multiplier is not None:
             x = apply_motion_multiplier(x, self.x_d0, x_s, self.motion_multiplier)
         if opts.eye_retargeting or opts.lip_retargeting:
-            eye_delta = lip_delta = None
+            retarget_eye = retarget_lip = None
             if opts.eye_retargeting and eye_ratio is not None and self.source_eye_ratio is not None:
                 c_s = torch.as_tensor(self.source_eye_ratio, dtype=x.dtype).reshape(-1, 2).expand(n, 2)
                 c_d = torch.as_tensor(eye_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
-                eye_delta = eye_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
+                retarget_eye = eye_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
             if opts.lip_retargeting and lip_ratio is not None and self.source_lip_ratio is not None:
                 c_s = torch.as_tensor(self.source_lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 c_d = torch.as_tensor(lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
-                lip_delta = lip_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
-            x = apply_retargeting(x_s if opts.relative_motion else x, eye_delta, lip_delta)
-        x = apply_retargeting(x, eye_delta)
+                retarget_lip = lip_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
+            x = apply_retargeting(x_s if opts.relative_motion else x, retarget_eye, retarget_lip)
+        x = apply_retargeting(x, eye_delta)  # blinks, on top of any retargeting
         x_pre = x
         stitch_delta = None
         if opts.stitching:

@@ -367,3 +367,20 @@ def test_liveportrait_animation_regions():
         c = compose_relative(src, drv, ref, region)
         assert_close(c.scale, src.scale * (drv.scale / ref.scale), 1e-7, name=f"{region} scale")
         assert torch.equal(c.t[:, 2], torch.zeros(n))
+
+
+def test_eye_retargeting_adds_its_delta_once():
+    """With eye retargeting on, the retargeting MLP's offset is added once (blinks add theirs separately)."""
+    name = FILES[0]
+    f, net = load_fixture(name), _net(name)
+    flags = dict(relative_motion=False, driving_option="pose-friendly", stitching=False, normalize_lip=False)
+    source, ref, drv = _source_from_fixture(f), _frames(f, "drv.ref."), _frames(f, "drv.")
+    eye_s = torch.tensor([[0.31, 0.29]])
+    on = KeypointComposer(source, ref, KeypointOptions(eye_retargeting=True, **flags), net, source_eye_ratio=eye_s)
+    off = KeypointComposer(source, ref, KeypointOptions(**flags), net, source_eye_ratio=eye_s)
+    n = drv.exp.shape[0]
+    c_d = torch.full((n,), 0.05)
+    moved = on(drv, eye_ratio=c_d).x_d - off(drv).x_d
+    expected = eye_retarget_delta(net, on.x_s.expand(n, -1, -1), torch.cat([eye_s.expand(n, 2), c_d[:, None]], 1))
+    assert moved.abs().max() > 0
+    assert_close(moved, expected.reshape(moved.shape), ATOL_KP, name="eye retargeting delta")
