@@ -247,9 +247,9 @@ def motion_from_video(
     if rate < 1:
         raise ValueError(f"motion from video: fps must be at least 1, got {fps}")
     if crop and detector is None:
-        from .face.detectors.bundled import BundledFaceDetector
+        from .models import bundled_face_detector
 
-        detector = BundledFaceDetector(range="short")
+        detector = bundled_face_detector("auto")  # short range, then full range, as for the reference face
     crops = driving_crops(frames, detector, crop=crop)
     info = extract_motion(models, crops.crops256, batch_size, progress)
     settings = {"source": "video", "lips_origin": "video", "crop": crop, "frames_without_face": list(crops.missing)}
