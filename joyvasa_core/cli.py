@@ -138,7 +138,6 @@ class TqdmFileProgress:
 
 def build_parser() -> argparse.ArgumentParser:
     from .download import user_models_dir
-    from .examples import EXAMPLE_IMAGE
     from .face.select import FACE_ORDERS
     from .models import DETECTOR_RANGES
 
@@ -146,10 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m joyvasa_core",
         description="Make a portrait (or an animal face) talk from speech: JoyVASA motion + LivePortrait rendering.",
     )
-    p.add_argument("--image", default=str(EXAMPLE_IMAGE),
-                   help="reference portrait (png/jpg) [the shipped example portrait]")
-    p.add_argument("--audio", help="speech (wav/flac/mp3/m4a...) [the shipped example speech, unless --motion is "
-                   "given: then the video is silent]")
+    p.add_argument("--image", help="reference portrait (png/jpg) [the shipped example portrait]")
+    p.add_argument("--audio", help="speech (wav/flac/mp3/m4a...) [with the example portrait: its speech, unless a "
+                   "motion drives it; with your own portrait give --audio, --motion or --motion-from-video]")
     p.add_argument("--models", default=str(user_models_dir()), help="models folder holding liveportrait/ and "
                    "joyvasa/ (ComfyUI's models folder or the reference's pretrained_weights); JOYVASA_MODELS sets "
                    "the default [%(default)s]")
@@ -301,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
     from .checkpoints.driving_template import write_driving_template
     from .checkpoints.motion_file import read_motion_file
     from .download import download_missing
-    from .examples import EXAMPLE_AUDIO
+    from .examples import EXAMPLE_AUDIO, EXAMPLE_IMAGE
     from .face.reference import check_image
     from .model_files import ANIMAL, HUMAN, MOTION_GENERATOR, OFFICIAL_DETECTOR
     from .models import auto_dtype, load_models, resolve_device
@@ -323,8 +321,10 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     # 1. Options and files, before anything heavy is read.
-    if args.audio is None and args.motion is None and args.motion_from_video is None:
-        args.audio = str(EXAMPLE_AUDIO)
+    if args.image is None:  # the shipped example: its portrait, and its speech unless a motion drives it
+        args.image = str(EXAMPLE_IMAGE)
+        if args.audio is None and args.motion is None and args.motion_from_video is None:
+            args.audio = str(EXAMPLE_AUDIO)
     device = resolve_device(args.device)
     notes = check_options({**vars(args), "device_type": device.type}, CLI)
     inputs = {

@@ -212,7 +212,10 @@ def test_stale_partials_of_dead_runs_are_removed(tmp_path):
 def test_sighup_inside_the_writer_removes_the_partial(tmp_path):
     target = tmp_path / "out.mp4"
     with pytest.raises(cli.Stopped) as stopped, cli.stop_cleanly_on_signals(), VideoWriter(target) as writer:
-        writer.write(torch.rand(60, 64, 64, 3))  # past x264's look-ahead: the partial file holds packets
+        writer.write(torch.rand(60, 64, 64, 3))  # past x264's look-ahead: the partial file gets packets
+        deadline = time.monotonic() + 60  # the writer encodes in its own thread
+        while partial_path(target).stat().st_size == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert partial_path(target).stat().st_size > 0
         os.kill(os.getpid(), signal.SIGHUP)
         time.sleep(5)  # the handler raises here, long before this ends
