@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-import os
 import secrets
 import signal
 import sys
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .audio import SAMPLE_RATE
 from .errors import FaceInputError, JoyVASAError
 from .model_files import ModelFile
 from .validate import (
@@ -279,17 +279,13 @@ def _write_png(img, path: Path) -> None:
     """RGB uint8 as a PNG, complete under its name or not at all."""
     import cv2
 
-    from .partials import partial_path
+    from .partials import atomic_path
 
     ok, data = cv2.imencode(".png", img[..., ::-1])
     if not ok:
         raise JoyVASAError(f"--motion-preview {path}: the image could not be encoded.")
-    partial = partial_path(path)
-    try:
+    with atomic_path(path) as partial:
         partial.write_bytes(data.tobytes())
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -359,7 +355,7 @@ def run(args: argparse.Namespace) -> int:
     plan = {"expression": expression_source(vars(args)), "head": args.head_from, "lips": args.lips_from}
     sample = "speech" in plan.values()
     if wave is not None:
-        notes += speech_notes(wave.shape[-1] / 16000, CLI)
+        notes += speech_notes(wave.shape[-1] / SAMPLE_RATE, CLI)
 
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     sampling: dict[str, Any] = {"seed": seed, "scheduler": args.sampler, "lag_compensation": not args.reference_lag}
@@ -388,7 +384,7 @@ def run(args: argparse.Namespace) -> int:
         n_frames = len(drive[0])
     pasted = options.paste_back and options.keypoints.stitching and options.reference.crop != "whole"
     width, height = _frame_size_estimate(image, pasted)
-    seconds = 0.0 if wave is None else wave.shape[-1] / 16000
+    seconds = 0.0 if wave is None else wave.shape[-1] / SAMPLE_RATE
     check_free_space("out", out, estimate_video_bytes(n_frames, width, height, args.crf, seconds), CLI)
     _notes(notes)
 
@@ -451,7 +447,7 @@ def run(args: argparse.Namespace) -> int:
         lagged = speech is not None and not options.sampling.lag_compensation
         delay = speech.plan.leading_pad / speech.sample_rate if lagged else 0.0
         plot = render_motion_preview(job.motion, None if speech is None else speech.waveform,
-                                     16000 if speech is None else speech.sample_rate, audio_delay=delay)
+                                     SAMPLE_RATE if speech is None else speech.sample_rate, audio_delay=delay)
         _write_png(plot, outputs["motion_preview"])
         _log(f"motion preview drawn to {outputs['motion_preview']}", args.quiet)
 

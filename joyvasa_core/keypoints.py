@@ -5,7 +5,7 @@ here a source batch of 1 broadcasts against N driving frames, and a source batch
 window of frames is composed in one call. Per-source values (x_s, the frame-0 composition, the hull multiplier, the
 lip-normalisation delta) are computed once by :class:`KeypointComposer`.
 
-Conventions (LivePortrait spec section 10): keypoints are row vectors rotated as ``x @ R`` with ``R = (Rz Ry Rx)^T``;
+Conventions (LivePortrait's): keypoints are row vectors rotated as ``x @ R`` with ``R = (Rz Ry Rx)^T``;
 angles are degrees; ``t_z`` is always dropped.
 """
 
@@ -168,7 +168,7 @@ class MotionFrames:
 
 @dataclass
 class ComposedKeypoints:
-    """The shared per-frame composition (JoyVASA spec 5.3): the new rotation, expression, scale, t and keypoints."""
+    """The shared per-frame composition: the new rotation, expression, scale, t and keypoints."""
 
     R: torch.Tensor  # (N,3,3)
     delta: torch.Tensor  # (N,21,3)

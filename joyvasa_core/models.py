@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -182,6 +183,30 @@ def _config_beside(paths: list[Path], name: str) -> Path | None:
     return None
 
 
+def _missing_base_weights(variant: str, base: Path, searched: list[Path], partial: Path | None) -> CheckpointError:
+    """No folder holds all four base networks: which files, where they go, where we looked, what one folder lacks."""
+    note = ""
+    if partial is not None:
+        missing = [s for s in BASE_SLOTS if _find_in(partial, s) is None]
+        note = f" {partial} has only some of them; missing there: {_expected_names(tuple(missing))}."
+    where = ("liveportrait/ (community safetensors) or liveportrait/base_models/ (official .pth)"
+             if variant == "human" else
+             "liveportrait/animal/ (community) or liveportrait_animals/base_models_v1.1/ (official)")
+    return CheckpointError(
+        f"LivePortrait {variant} weights: expected {_expected_names(BASE_SLOTS)} in {where} under {base}; "
+        f"searched {_shown(searched, base)}.{note} Download them from KwaiVGI/LivePortrait or "
+        "Kijai/LivePortrait_safetensors."
+    )
+
+
+def _missing_stitching_weights(base: Path, searched: list[Path]) -> CheckpointError:
+    return CheckpointError(
+        f"LivePortrait stitching weights: expected {STITCHING}.safetensors in liveportrait/ or {STITCHING}.pth "
+        f"in liveportrait/retargeting_models/ under {base} (animals use the human file too); searched "
+        f"{_shown(searched, base)}."
+    )
+
+
 def find_liveportrait_files(root: str | os.PathLike, variant: str = "human") -> LivePortraitFiles:
     """Locate F, M, W, G and S for ``variant`` (``human``, ``animal``, ``animal_v1.0``, ``animal_v1.1``).
 
@@ -215,32 +240,33 @@ def find_liveportrait_files(root: str | os.PathLike, variant: str = "human") -> 
         if n and (best is None or n > best[0]):
             best = (n, folder)
     if not found:
-        dirs = [d for d, _ in candidates]
-        partial = ""
-        if best is not None:
-            missing = [s for s in BASE_SLOTS if _find_in(best[1], s) is None]
-            partial = f" {best[1]} has only some of them; missing there: {_expected_names(tuple(missing))}."
-        where = ("liveportrait/ (community safetensors) or liveportrait/base_models/ (official .pth)"
-                 if variant == "human" else
-                 "liveportrait/animal/ (community) or liveportrait_animals/base_models_v1.1/ (official)")
-        raise CheckpointError(
-            f"LivePortrait {variant} weights: expected {_expected_names(BASE_SLOTS)} in {where} under {base}; "
-            f"searched {_shown(dirs, base)}.{partial} Download them from KwaiVGI/LivePortrait or "
-            "Kijai/LivePortrait_safetensors."
-        )
+        raise _missing_base_weights(variant, base, [d for d, _ in candidates], best[1] if best else None)
     s_dirs = _liveportrait_dirs(base, "retargeting_models")
     if variant != "human":
         s_dirs += [d.parent / "retargeting_models" for d, _ in candidates] + [d for d, _ in candidates]
     stitching = next((p for p in (_find_in(d, STITCHING) for d in s_dirs) if p is not None), None)
     if stitching is None:
-        raise CheckpointError(
-            f"LivePortrait stitching weights: expected {STITCHING}.safetensors in liveportrait/ or {STITCHING}.pth "
-            f"in liveportrait/retargeting_models/ under {base} (animals use the human file too); searched "
-            f"{_shown(_unique(s_dirs), base)}."
-        )
+        raise _missing_stitching_weights(base, _unique(s_dirs))
     found[STITCHING] = stitching
     config_path = _config_beside([found[APPEARANCE]], LIVEPORTRAIT_CONFIG_FILE)
     return LivePortraitFiles(paths=found, variant=chosen, config_path=config_path)
+
+
+def _first_complete_liveportrait(
+    roots: str | os.PathLike | Sequence[str | os.PathLike], variant: str
+) -> LivePortraitFiles:
+    if isinstance(roots, (str, os.PathLike)):
+        return find_liveportrait_files(roots, variant)
+    if not roots:
+        raise CheckpointError(f"LivePortrait {variant} weights: no models/liveportrait folder exists; create it and "
+                              "put the weights there.")
+    first_error: CheckpointError | None = None
+    for root in roots:
+        try:
+            return find_liveportrait_files(root, variant)
+        except CheckpointError as err:
+            first_error = first_error or err
+    raise first_error
 
 
 def find_joyvasa_files(root: str | os.PathLike) -> tuple[Path, Path]:
@@ -284,14 +310,18 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def load_liveportrait(
-    root: str | os.PathLike,
+    root: str | os.PathLike | Sequence[str | os.PathLike],
     variant: str = "human",
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "fp32",
     config: LivePortraitConfig | None = None,
 ) -> LivePortraitModels:
-    """Find and load the five LivePortrait networks (weights fp32; ``dtype`` is the autocast compute precision)."""
-    files = find_liveportrait_files(root, variant)
+    """Find and load the five LivePortrait networks (weights fp32; ``dtype`` is the autocast compute precision).
+
+    ``root`` may be several models folders (ComfyUI's, plus those extra_model_paths.yaml adds): the first holding a
+    complete set is used, and when none does the first folder's error says what is missing.
+    """
+    files = _first_complete_liveportrait(root, variant)
     dev = resolve_device(device)
     if config is None and files.config_path is not None:
         try:
@@ -397,17 +427,17 @@ def load_face_detector(root: str | os.PathLike | None, device: str | torch.devic
     if prefer not in ("auto", "official", "bundled"):
         raise CheckpointError(f"face detector {prefer!r} is unknown; use auto, official or bundled.")
     dev = resolve_device(device)
-    if prefer != "bundled" and root is not None:
-        dirs = official_detector_dirs(root)
-        if dirs is not None:
-            from .face.detectors.official import OfficialFaceDetector
+    dirs = official_detector_dirs(root) if prefer != "bundled" and root is not None else None
+    if dirs is not None:
+        from .face.detectors.official import OfficialFaceDetector
 
-            return OfficialFaceDetector(dirs[0], landmark_dir=dirs[1])
-        if prefer == "official":
-            raise CheckpointError(
-                f"official face detector: det_10g.onnx and 2d106det.onnx in insightface/models/buffalo_l/ and "
-                f"landmark.onnx in liveportrait/ were not all found under {root}; place them or use the bundled one."
-            )
+        return OfficialFaceDetector(dirs[0], landmark_dir=dirs[1])
+    if prefer == "official":
+        where = f" under {root}" if root is not None else " in the models folders"
+        raise CheckpointError(
+            f"official face detector: det_10g.onnx and 2d106det.onnx in insightface/models/buffalo_l/ and "
+            f"landmark.onnx in liveportrait/ were not all found{where}; place them or use the bundled one."
+        )
     return bundled_face_detector(range, dev)
 
 

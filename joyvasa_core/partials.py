@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 TAG = "joyvasa-partial"
@@ -53,3 +55,15 @@ def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
         except OSError:
             pass
     return removed
+
+
+@contextmanager
+def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield the partial path to write ``final`` under; on success it is renamed over ``final`` in one step, on any
+    error (interrupt included) it is removed, so ``final`` is complete or untouched."""
+    partial = partial_path(final)
+    try:
+        yield partial
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)

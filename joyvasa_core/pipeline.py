@@ -24,13 +24,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio import SAMPLE_RATE
 from .audio.io import load_audio
 from .errors import AudioInputError, FaceInputError
 from .face.driving import driving_crops
 from .face.pasteback import PasteBack
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
 from .keypoints import KeypointComposer, KeypointInfo, KeypointOptions, MotionFrames, keypoint_info_from_heads
+from .models import bundled_face_detector
 from .motion.blinks import blink_delta
+from .motion.config import MotionGeneratorConfig
 from .motion.edit import lips_absolute, motion_from_pose, reference_frame
 from .motion.sampler import SamplingOptions, audio_model_fingerprint, encode_windows, generate_motion, plan_windows
 from .motion.sequence import MotionSequence
@@ -41,6 +44,7 @@ from .video import VideoFile, VideoWriter
 log = logging.getLogger(__name__)
 
 PRESETS = ("web", "cli")
+KEYPOINT_PRESETS = ("auto", "web", "cli", "animal")  # auto = the animal path for an animal face, else web
 KEYPOINT_CHUNK = 1024  # frames per keypoint-composition pass (tiny tensors; bounds memory for hour-long clips)
 
 
@@ -83,12 +87,11 @@ def animate_options(
     if preset not in PRESETS:
         raise ValueError(f"animate options: preset must be one of {PRESETS}, got {preset!r}")
     web = preset == "web"
+    kp = _preset_keypoints(preset, animal)
     if animal:
-        kp = KeypointOptions.animal()
         ref = ReferenceOptions(mode="animal")
         paste = False
     else:
-        kp = KeypointOptions.web() if web else KeypointOptions.cli()
         ref = ReferenceOptions(mode="human", crop="face" if web else "whole")
         paste = web
     sampling_options = SamplingOptions(cfg_scale=4.0 if web else 2.8)
@@ -112,13 +115,50 @@ def animate_options(
                           keypoints=kp, paste_back=paste, batch_size=batch_size)
 
 
+def _preset_keypoints(preset: str, animal: bool) -> KeypointOptions:
+    if animal:
+        return KeypointOptions.animal()
+    return KeypointOptions.web() if preset == "web" else KeypointOptions.cli()
+
+
+def keypoint_options(
+    preset: str = "auto",
+    face_mode: str = "human",
+    relative_motion: bool | None = None,
+    stitching: bool | None = None,
+    normalize_lip: bool | None = None,
+    driving_multiplier: float = 0.0,
+    animation_region: str | None = None,
+) -> KeypointOptions:
+    """The keypoint options of ``preset`` (one of ``KEYPOINT_PRESETS``) for a face of ``face_mode``, with single
+    features switched: None keeps the preset's, and so does a ``driving_multiplier`` of 0 (1.0 web, 1.10 cli)."""
+    if preset not in KEYPOINT_PRESETS:
+        raise ValueError(f"keypoint options: preset must be one of {KEYPOINT_PRESETS}, got {preset!r}")
+    animal = preset == "animal" or (preset == "auto" and face_mode == "animal")
+    changes: dict[str, Any] = {
+        "relative_motion": relative_motion, "stitching": stitching, "normalize_lip": normalize_lip,
+        "animation_region": animation_region, "driving_multiplier": driving_multiplier or None,
+    }
+    return replace(_preset_keypoints("cli" if preset == "cli" else "web", animal),
+                   **{k: v for k, v in changes.items() if v is not None})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Stages
 
 
 def load_reference_face(image: Any, detector: Any = None, options: ReferenceOptions | None = None) -> ReferenceFace:
-    """LoadReferenceFace: find, choose and crop the face (see ``face.reference.prepare_reference``)."""
+    """LoadReferenceFace: find, choose and crop the face (see ``face.reference.prepare_reference``). A human face
+    to be found without a detector or a mask gets the bundled short-range detector."""
+    options = options or ReferenceOptions()
+    if detector is None and options.mode == "human" and options.crop in ("auto", "face") and options.mask is None:
+        detector = bundled_face_detector("auto")
     return prepare_reference(image, detector, options)
+
+
+def crop_previews(reference: ReferenceFace) -> torch.Tensor:
+    """The 512x512 crops as a (B, 512, 512, 3) float image batch in [0, 1], to check the framing."""
+    return torch.from_numpy(np.stack([f.crop.crop512 for f in reference.faces])).float().div(255)
 
 
 def _image_tensor(crops256: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -167,7 +207,7 @@ def encode_audio(
         audio, sample_rate = previous.waveform, previous.sample_rate
         source = source if source is not None else previous.source
     if sample_rate is None and isinstance(audio, (torch.Tensor, np.ndarray)):
-        sample_rate = 16000  # raw samples without a rate: the generator's own rate
+        sample_rate = SAMPLE_RATE  # raw samples without a rate: the generator's own rate
     wave = load_audio(audio, sample_rate)
     if source is None and (isinstance(audio, str) or hasattr(audio, "__fspath__")):
         source = os.fspath(audio)
@@ -176,18 +216,19 @@ def encode_audio(
     elif previous is not None:
         spf, window = previous.plan.samples_per_frame, previous.plan.window_frames
     else:
-        spf, window = 640, 100
+        default = MotionGeneratorConfig()
+        spf, window = default.samples_per_frame, default.n_motions
     plan = plan_windows(int(wave.shape[-1]), spf, window, leading_silence)
     wave = wave.float().cpu()
     if motion_model is None:
         if previous is not None and previous.plan == plan:
             return replace(previous, source=source)
-        return AudioFeatures(waveform=wave, plan=plan, sample_rate=16000, source=source)
+        return AudioFeatures(waveform=wave, plan=plan, sample_rate=SAMPLE_RATE, source=source)
     fingerprint = audio_model_fingerprint(motion_model.generator)
     if previous is not None and previous.plan == plan and previous.model_fingerprint == fingerprint:
         return replace(previous, source=source)
     features = encode_windows(motion_model.generator, wave, leading_silence, progress)[0]
-    return AudioFeatures(waveform=wave, plan=plan, sample_rate=16000, source=source, features=features,
+    return AudioFeatures(waveform=wave, plan=plan, sample_rate=SAMPLE_RATE, source=source, features=features,
                          model_fingerprint=fingerprint)
 
 
@@ -269,7 +310,7 @@ def compute_target_keypoints(
     models: LivePortraitModels, appearance: Appearance, motion: MotionSequence,
     options: KeypointOptions | None = None, progress: Progress | None = None,
 ) -> TargetKeypoints:
-    """ComputeTargetKeypoints: x_d of every frame, relative to motion frame 0 (joyvasa.md 5.3 / 5.4)."""
+    """ComputeTargetKeypoints: x_d of every frame, composed relative to the motion's reference frame."""
     options = options or KeypointOptions.web()
     progress = ensure_progress(progress)
     if appearance.batch_size != 1:
@@ -315,9 +356,14 @@ def _on_device(frames: MotionFrames, device: torch.device) -> MotionFrames:
                                                                                frames.R)))
 
 
-def paste_back_for(reference: ReferenceFace | None, index: int = 0, crop_size: int = 512) -> PasteBack | None:
-    """The per-source paste-back (mask and sampling grid warped once), or None when the source was not cropped."""
+def paste_back_for(
+    reference: ReferenceFace | None, index: int = 0, crop_size: int = 512, stitching: bool = True,
+) -> PasteBack | None:
+    """The per-source paste-back (mask and sampling grid warped once), or None when the source was not cropped or
+    ``stitching`` is off: without stitching the shoulders move, so the crop no longer fits the photo."""
     if reference is None:
+        return None
+    if not stitching:
         return None
     face = reference[index]
     if face.crop.method == "whole":
@@ -449,6 +495,12 @@ def warp_and_render(
     return _gather(chunks, keypoints.n_frames, _frame_size(models, paster))
 
 
+def silent_audio(n_frames: int, fps: float) -> tuple[torch.Tensor, int]:
+    """A (1, 1, samples) silent track as long as ``n_frames`` at ``fps`` (at least one sample), and its rate."""
+    samples = int(round(n_frames / fps * SAMPLE_RATE))
+    return torch.zeros(1, 1, max(samples, 1)), SAMPLE_RATE
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The whole job
 
@@ -528,7 +580,7 @@ def prepare_animation(
     if motion is None:
         motion = sample_motion(motion_model, features, options.sampling, progress)
     keypoints = compute_target_keypoints(liveportrait, appearance, motion, options.keypoints)
-    use_paste = options.paste_back and options.keypoints.stitching  # paste_back_for skips an uncropped source
-    paster = paste_back_for(reference, 0, liveportrait.crop_size) if use_paste else None
+    stitching = options.keypoints.stitching
+    paster = paste_back_for(reference, 0, liveportrait.crop_size, stitching) if options.paste_back else None
     return Animation(reference=reference, appearance=appearance, audio=features, motion=motion, keypoints=keypoints,
                      paste_back=paster, options=options)

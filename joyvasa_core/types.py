@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .audio import SAMPLE_RATE
 from .face.reference import PreparedFace, ReferenceFace, ReferenceOptions
 from .keypoints import KeypointInfo, KeypointOptions
 from .motion.sampler import WindowPlan
@@ -91,7 +92,7 @@ class AudioFeatures:
 
     waveform: torch.Tensor
     plan: WindowPlan
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     source: str | None = None
     features: torch.Tensor | None = None
     model_fingerprint: str | None = None

@@ -1,6 +1,6 @@
 """Streaming mp4 writer (PyAV): H.264 yuv420p at 25 fps with AAC speech, frames written as they are rendered.
 
-The reference writes frames with ffmpeg at crf 18 and muxes the original, un-padded speech (joyvasa.md 5.8); the
+The reference writes frames with ffmpeg at crf 18 and muxes the original, un-padded speech; the
 same is done here in one pass without a temporary video and without an ffmpeg binary. The file is written under a
 hidden partial name in the target folder (``partials``) and renamed only when complete, so a failed or cancelled run
 never leaves a broken file and never replaces the user's existing output (unless ``overwrite``); a full disk is one
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio import SAMPLE_RATE
 from .errors import JoyVASAError
 from .partials import partial_path, remove_stale_partials
 from .validate import VIDEO_EXTS, Output, check_outputs
@@ -95,7 +96,7 @@ class VideoWriter:
         fps: int = 25,
         crf: int = 18,
         audio: torch.Tensor | np.ndarray | None = None,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         overwrite: bool = False,
         preset: str = "medium",
         audio_bitrate: int = 128_000,

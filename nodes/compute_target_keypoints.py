@@ -4,13 +4,12 @@ with stitching and lip normalisation, as the reference web demo or command line 
 from __future__ import annotations
 
 from ..joyvasa_core.keypoints import REGIONS
-from ..joyvasa_core.pipeline import animate_options, compute_target_keypoints
+from ..joyvasa_core.pipeline import KEYPOINT_PRESETS, compute_target_keypoints, keypoint_options
 from .errors import node_errors
 from .memory import on_device
 from .progress import ComfyProgress
 
 DISPLAY = "JoyVASA Compute Target Keypoints"
-PRESETS = ["auto", "web", "cli", "animal"]
 SWITCH = ["preset", "on", "off"]
 
 
@@ -38,7 +37,7 @@ class JoyVASAComputeTargetKeypoints:
                 "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
                 "appearance": ("JOYVASA_APPEARANCE",),
                 "motion": ("JOYVASA_MOTION",),
-                "preset": (PRESETS, {"default": "auto"}),
+                "preset": (list(KEYPOINT_PRESETS), {"default": "auto"}),
                 "relative_motion": (SWITCH, {"default": "preset", "tooltip": "Scale the motion by the face's "
                                     "expression range (hull multiplier) and allow lip normalisation."}),
                 "stitching": (SWITCH, {"default": "preset", "tooltip": "Keep the shoulders still so the face can be "
@@ -56,14 +55,8 @@ class JoyVASAComputeTargetKeypoints:
     def compute(self, liveportrait, appearance, motion, preset, relative_motion, stitching, lip_normalization,
                 driving_multiplier, animation_region):
         with node_errors(DISPLAY):
-            animal = preset == "animal" or (preset == "auto" and appearance.mode == "animal")
-            overrides = {"animation_region": animation_region}
-            for name, value in (("relative_motion", relative_motion), ("normalize_lip", lip_normalization)):
-                if _switch(value) is not None:
-                    overrides[name] = _switch(value)
-            if driving_multiplier > 0:
-                overrides["driving_multiplier"] = driving_multiplier
-            base = "cli" if preset == "cli" else "web"
-            options = animate_options(preset=base, animal=animal, stitching=_switch(stitching), keypoints=overrides)
+            options = keypoint_options(preset, appearance.mode, relative_motion=_switch(relative_motion),
+                                       stitching=_switch(stitching), normalize_lip=_switch(lip_normalization),
+                                       driving_multiplier=driving_multiplier, animation_region=animation_region)
             models = on_device(liveportrait)
-            return (compute_target_keypoints(models, appearance, motion, options.keypoints, ComfyProgress()),)
+            return (compute_target_keypoints(models, appearance, motion, options, ComfyProgress()),)

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-import torch
-
-from ..joyvasa_core.face.reference import CROP_MODES, ReferenceOptions
+from ..joyvasa_core.face.reference import CROP_MODES, ReferenceOptions, loader_mask
 from ..joyvasa_core.face.select import FACE_ORDERS
-from ..joyvasa_core.models import bundled_face_detector
-from ..joyvasa_core.pipeline import load_reference_face
+from ..joyvasa_core.pipeline import crop_previews, load_reference_face
 from .errors import NodeError, node_errors
 
 DISPLAY = "JoyVASA Load Reference Face"
@@ -76,33 +72,11 @@ class JoyVASALoadReferenceFace:
                     raise NodeError(f"crop 'box' needs box_w and box_h above 0 (got {box_w}x{box_h}): set the face's "
                                     "rectangle in image pixels, box_x/box_y its top-left corner.")
                 box = (box_x, box_y, box_x + box_w, box_y + box_h)
-            mask_np = _usable_mask(mask, image, crop)
             options = ReferenceOptions(
                 mode=mode, crop=crop, face_index=face_index, face_order=face_order, scale=scale,
-                vx_ratio=vx_ratio, vy_ratio=vy_ratio, mask=mask_np, alpha=alpha, box=box,
+                vx_ratio=vx_ratio, vy_ratio=vy_ratio, mask=loader_mask(mask, image, crop), alpha=alpha, box=box,
             )
-            detector = face_detector
-            if detector is None and mode == "human" and crop in ("auto", "face") and mask_np is None:
-                detector = bundled_face_detector("auto")
-            reference = load_reference_face(image, detector, options)
+            reference = load_reference_face(image, face_detector, options)
             for note in sorted({n for f in reference.faces for n in f.notes}):
                 log.info("%s: note: %s", DISPLAY, note)
-            preview = torch.from_numpy(np.stack([f.crop.crop512 for f in reference.faces])).float().div(255)
-            return (reference, preview)
-
-
-def _usable_mask(mask, image, crop: str):
-    """ComfyUI's LoadImage gives a 64x64 zero mask when the file has no alpha: in ``auto`` such a mask (empty or
-    of another size) means "no mask"; with crop ``mask`` it is passed on so the library says what is wrong."""
-    if mask is None:
-        return None
-    m = mask.detach().cpu().float().numpy()
-    if m.ndim == 2:
-        m = m[None]
-    if crop == "mask":
-        return m
-    if crop != "auto":
-        return None
-    if m.shape[-2:] != tuple(image.shape[1:3]) or not (m > 0.5).any():
-        return None
-    return m
+            return (reference, crop_previews(reference))

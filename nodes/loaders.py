@@ -11,7 +11,6 @@ import folder_paths
 
 from ..joyvasa_core.checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE
 from ..joyvasa_core.download import feature_fingerprint, fingerprint, locate_or_download
-from ..joyvasa_core.errors import CheckpointError
 from ..joyvasa_core.model_files import MOTION_GENERATOR, liveportrait_feature
 from ..joyvasa_core.models import (
     auto_dtype,
@@ -189,13 +188,8 @@ class JoyVASAFaceDetectorLoader:
             dev = comfy_device(device)
             if detector.startswith("bundled_"):
                 return (bundled_face_detector("full" if detector.endswith("full_range") else "short", dev),)
-            root = _official_root()
-            if detector == OFFICIAL_DETECTOR and root is None:
-                raise CheckpointError(
-                    "official face detector: det_10g.onnx and 2d106det.onnx in models/insightface/models/buffalo_l/ "
-                    "and landmark.onnx in models/liveportrait/ were not all found; place them or pick a bundled one."
-                )
-            return (load_face_detector(root, dev, "official" if detector == OFFICIAL_DETECTOR else "auto"),)
+            prefer = "official" if detector == OFFICIAL_DETECTOR else "auto"
+            return (load_face_detector(_official_root(), dev, prefer),)
 
 
 def _official_root() -> str | None:

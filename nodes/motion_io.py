@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from ..joyvasa_core.motion.sequence import MotionSequence
 from .errors import node_errors
 from .folders import MOTION_FILE_EXTS, check_user_file, list_user_files, output_file, user_file, user_file_fingerprint
@@ -32,13 +30,7 @@ class JoyVASASaveMotion:
     def save(self, motion, filename_prefix):
         with node_errors("JoyVASA Save Motion"):
             final, entry = output_file(filename_prefix, SUFFIX, "joyvasa/motion")
-            partial = final + ".part"
-            try:
-                motion.save(partial)
-                os.replace(partial, final)  # never leave a half-written file under the final name
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
+            motion.save(final)
             return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from ..joyvasa_core.motion.preview import render_motion_preview
+from ..joyvasa_core.motion.preview import motion_preview_image
 from .errors import node_errors
 
 
@@ -36,5 +34,4 @@ class JoyVASAMotionPreview:
             wave = rate = None
             if audio is not None:
                 wave, rate = audio["waveform"][0], int(audio["sample_rate"])
-            img = render_motion_preview(motion, wave, rate or 16000, width=width, audio_delay=audio_delay)
-            return (torch.from_numpy(img).float().div(255)[None],)
+            return (motion_preview_image(motion, wave, rate, width=width, audio_delay=audio_delay),)

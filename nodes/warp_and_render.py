@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from ..joyvasa_core.pipeline import warp_and_render
+from ..joyvasa_core.pipeline import silent_audio, warp_and_render
 from .errors import node_errors
 from .memory import on_device
 from .progress import ComfyProgress
@@ -55,6 +53,6 @@ class JoyVASAWarpAndRender:
                                      ComfyProgress(), image_index)
             fps = float(keypoints.fps)
             if audio is None:
-                samples = int(round(keypoints.n_frames / fps * 16000))
-                audio = {"waveform": torch.zeros(1, 1, max(samples, 1)), "sample_rate": 16000}
+                waveform, sample_rate = silent_audio(keypoints.n_frames, fps)
+                audio = {"waveform": waveform, "sample_rate": sample_rate}
             return (frames, audio, fps)

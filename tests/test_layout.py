@@ -95,3 +95,40 @@ def test_the_domain_rule_catches_relative_and_lazy_imports(tmp_path):
         encoding="utf-8",
     )
     assert _forbidden_imports(probe) == ["checkpoints.joyvasa", "cli", "pipeline"]
+
+
+MATHS_MODULES = {"torch", "numpy", "cv2", "math", "scipy", "PIL"}
+ARITHMETIC = (ast.Mult, ast.Div, ast.FloorDiv, ast.Pow, ast.MatMult, ast.Sub, ast.Mod)
+
+
+def _maths(source: str) -> list[str]:
+    """Where a node file does maths: imports of array/maths libraries, and arithmetic (strings and lists may still be
+    joined with ``+``, types with ``|``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [f"{node.lineno}: import {a.name}" for a in node.names if a.name.split(".")[0] in MATHS_MODULES]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] in MATHS_MODULES:
+                found.append(f"{node.lineno}: from {node.module} import ...")
+        elif isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ARITHMETIC):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+# ComfyUI glue, not stage adapters: placing models with ComfyUI's memory manager, drawing the progress preview.
+COMFY_GLUE = {"memory.py", "progress.py"}
+
+
+def test_nodes_hold_no_maths():
+    files = sorted(p for p in (REPO / "nodes").glob("*.py") if p.name not in COMFY_GLUE)
+    assert len(files) > 5
+    offenders = {p.name: _maths(p.read_text(encoding="utf-8")) for p in files}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert offenders == {}, f"nodes/ are adapters; move the maths into joyvasa_core: {offenders}"
+
+
+def test_the_maths_rule_catches_arrays_and_arithmetic():
+    source = "import torch\nfrom numpy import stack\nn = round(frames / fps * 16000)\nn -= 1\nlabel = 'a' + 'b'\n"
+    assert sorted(_maths(source)) == ["1: import torch", "2: from numpy import ...", "3: frames / fps",
+                                      "3: frames / fps * 16000", "4: n -= 1"]

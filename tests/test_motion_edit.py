@@ -24,6 +24,7 @@ from joyvasa_core.motion.edit import (
     trim,
 )
 from joyvasa_core.motion.sequence import MotionSequence
+from joyvasa_core.motion.smoothing import PoseSmoothing
 
 OTHER_ROWS = [k for k in range(21) if k not in LIP_KEYPOINTS]
 
@@ -32,7 +33,8 @@ def sampled_motion(pe: str | None = None) -> MotionSequence:
     """The shipped fixture's sampled motion, de-normalised and smoothed as the reference does."""
     fx = load_fixture(MOTION_FIXTURES[1])
     pe = pe or fx.meta["pe_modes"][0]
-    return MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx), "ema", alpha=ema_alpha(fx.meta))
+    smoothing = PoseSmoothing("ema", ema_alpha(fx.meta))
+    return MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx), smoothing)
 
 
 def other_motion(n: int, fps: int = 25, seed: int = 3) -> MotionSequence:

@@ -13,6 +13,7 @@ from joyvasa_core.motion.generator import MotionGenerator
 from joyvasa_core.motion.sampler import NoiseStream, generate_motion, plan_windows, sample_coefficients, window_audio
 from joyvasa_core.motion.schedulers import SCHEDULE_KEYS, DDPMAncestralScheduler, cosine_schedule
 from joyvasa_core.motion.sequence import MotionSequence
+from joyvasa_core.motion.smoothing import PoseSmoothing
 
 # Fixture README, "Tolerances / Motion generator".
 TOL_SCHEDULE = 1e-6
@@ -201,8 +202,8 @@ def test_motion_denormalise_parity(name):
     fx = load_fixture(name)
     meta = fx.meta
     pe = meta["pe_modes"][0]
-    seq = MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx), "ema",
-                                   alpha=options_from(meta).smoothing_alpha, fps=meta["model"]["fps"])
+    seq = MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx),
+                                   PoseSmoothing("ema", options_from(meta).smoothing_alpha), fps=meta["model"]["fps"])
     assert_close(seq.pose_raw, fx[f"{pe}.seq.out.pose_raw"], *TOL_POSE_RAW, name="pose_raw")
     assert_close(seq.exp, fx[f"{pe}.seq.out.exp"], TOL_EXP, name="exp")
     assert_close(seq.scale, fx[f"{pe}.seq.out.scale"], TOL_SCALE_T, name="scale")

@@ -18,7 +18,7 @@ from joyvasa_core.motion.generator import MotionGenerator
 from joyvasa_core.motion.sampler import NoiseStream, SamplingOptions, generate_motion, plan_windows, sample_coefficients
 from joyvasa_core.motion.schedulers import DDIMScheduler
 from joyvasa_core.motion.sequence import MotionSequence
-from joyvasa_core.motion.smoothing import smooth_pose
+from joyvasa_core.motion.smoothing import PoseSmoothing, smooth_pose
 from joyvasa_core.motion.template import MotionTemplate
 
 SMALL = "joyvasa_small.safetensors"
@@ -151,8 +151,8 @@ def test_motion_smoothing_choices(fx):
     mavg = smooth_pose(raw, "moving_average", window=10)
     assert_close(mavg[9], raw[:10].mean(dim=0), 1e-4, name="moving average")
     assert_close(mavg[k], raw[k - 9 : k + 1].mean(dim=0), 1e-4, name="moving average tail")
-    seq = MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx), "ema", alpha=alpha)
-    light = seq.resmooth("median")
+    seq = MotionSequence.from_coef(fx[f"{pe}.seq.out.coef"], template_from(fx), PoseSmoothing("ema", alpha))
+    light = seq.resmooth(PoseSmoothing("median"))
     assert torch.equal(light.exp, seq.exp) and torch.equal(light.pose_raw, seq.pose_raw)
     assert not torch.equal(light.yaw, seq.yaw)
     assert_close(light.R, rotation_matrix(light.pitch, light.yaw, light.roll), 1e-6, name="R from smoothed angles")

@@ -11,7 +11,6 @@ temporary name and renamed when complete.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from joyvasa_core.checkpoints.identify import LABELS, identify_state_dict  # noq
 from joyvasa_core.checkpoints.liveportrait import load_liveportrait_state_dict, save_community_safetensors  # noqa: E402
 from joyvasa_core.errors import JoyVASAError  # noqa: E402
 from joyvasa_core.liveportrait.slots import SLOTS  # noqa: E402
+from joyvasa_core.partials import atomic_path  # noqa: E402
 
 
 def slot_of(path: Path) -> str:
@@ -42,12 +42,8 @@ def convert(path: Path, out_dir: Path) -> Path:
     if target.exists():
         raise JoyVASAError(f"convert {path}: {target} exists already; move it away or choose another --out.")
     state = load_liveportrait_state_dict(path, slot)
-    partial = target.with_name(target.name + ".partial")
-    try:
+    with atomic_path(target) as partial:
         save_community_safetensors(state, partial, slot)
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 

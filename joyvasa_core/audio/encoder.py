@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from transformers import HubertConfig, HubertModel
 
-SAMPLE_RATE = 16_000
+from . import SAMPLE_RATE
+
 MOTION_FPS = 25
 HUBERT_FPS = 50
 SAMPLES_PER_FRAME = SAMPLE_RATE // MOTION_FPS  # 640
@@ -88,7 +89,7 @@ def _resample_time(x: torch.Tensor, size: int, align_corners: bool) -> torch.Ten
 def encode_window(
     hubert: HubertModel, feature_map: torch.nn.Linear, samples: torch.Tensor, n_frames: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Audio features of one window (JoyVASA spec 3.3).
+    """Audio features of one window.
 
     ``samples``: (B, 640*T) raw 16 kHz mono in [-1, 1] (no normalisation). Returns the HuBERT ``last_hidden_state``
     (B, 2T, 768) at 50 Hz and the 25 fps features (B, T, D): mean of frame pairs, then ``feature_map``.

@@ -19,7 +19,8 @@ import soxr
 import torch
 
 from ..errors import AudioInputError
-from .encoder import SAMPLE_RATE, SAMPLES_PER_FRAME
+from . import SAMPLE_RATE
+from .encoder import SAMPLES_PER_FRAME
 
 MAX_CHANNELS = 64  # an array axis longer than this is time, never channels
 SILENCE_PEAK = 1e-5  # below one 16-bit LSB (3.05e-5): digital silence

@@ -37,7 +37,7 @@ from ..keypoints import rotation_angles
 from ..motion.blinks import eye_open_from_ratios
 from ..motion.edit import motion_from_pose
 from ..motion.sequence import FILE_FORMAT, MotionSequence
-from ..partials import partial_path
+from ..partials import atomic_path
 from .joyvasa import NumpyUnpickler
 
 EXTRA_KEY = "joyvasa"
@@ -108,14 +108,8 @@ def template_dict(motion: MotionSequence) -> dict[str, Any]:
 def write_driving_template(motion: MotionSequence, path: str | os.PathLike) -> Path:
     """Write ``motion`` as a driving template .pkl; the file appears complete under its name or not at all."""
     p = Path(path)
-    partial = partial_path(p)
-    try:
-        with open(partial, "wb") as fh:
-            pickle.dump(template_dict(motion), fh, protocol=4)
-        os.replace(partial, p)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    with atomic_path(p) as partial, open(partial, "wb") as fh:
+        pickle.dump(template_dict(motion), fh, protocol=4)
     return p
 
 

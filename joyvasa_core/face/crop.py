@@ -5,7 +5,7 @@ MediaPipe's 478-point mesh (``mp478``) is cropped through its 106-point equivale
 and the raw mesh, which covers the forehead, gives a larger, higher crop. ``mesh_crop="kj478"`` keeps the raw-mesh
 crop (iris centres 468/473 and mouth point 14 as anchors, all 478 points for centre and size).
 
-The maths follows liveportrait.md 11.2. The reference runs it in NumPy 1.x, where arrays stay float32 but every
+The maths is LivePortrait's source crop. The reference runs it in NumPy 1.x, where arrays stay float32 but every
 *scalar* expression (``dsize / size``, ``cos(angle)``, the matrix entries) is promoted to float64 before the matrix is
 stored as float32. NumPy 2 keeps those scalars in float32 (NEP 50), so this module converts them to Python floats
 explicitly: that reproduces the reference's matrices to the last float32 bit on the fixture.
@@ -23,7 +23,7 @@ from ..errors import FaceInputError
 from .landmarks106 import mesh478_to_lmk106
 
 # Anchor points per landmark convention: (eye-A indices, eye-B indices, mouth indices). The crop uses the midpoint of
-# the two eye centres and the mean of the mouth points (liveportrait.md 11.2, step 1).
+# the two eye centres and the mean of the mouth points.
 ANCHORS: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {
     "lmk106": ((33, 35, 40, 39), (87, 89, 94, 93), (52, 61)),
     "lmk203": ((0, 6, 12, 18), (24, 30, 36, 42), (48, 66)),
@@ -43,7 +43,7 @@ MESH_CROPS = ("lmk106", "kj478")
 
 @dataclass(frozen=True)
 class CropConfig:
-    """Source crop options; the defaults are the official source crop (liveportrait.md 11.2)."""
+    """Source crop options; the defaults are the official source crop."""
 
     dsize: int = 512
     scale: float = 2.3
@@ -126,7 +126,7 @@ def anchor_points(landmarks: np.ndarray, convention: str) -> np.ndarray:
 def rect_from_landmarks(
     landmarks: np.ndarray, convention: str, scale: float = 2.3, vx_ratio: float = 0.0, vy_ratio: float = -0.125
 ) -> tuple[np.ndarray, float, float]:
-    """Square crop ``(center (2,) float32, size, angle_rad)`` from a landmark set (liveportrait.md 11.2 steps 1-4).
+    """Square crop ``(center (2,) float32, size, angle_rad)`` from a landmark set.
 
     The points are used as given (``mp478`` = the raw-mesh crop); ``crop_points`` picks the points ``crop_face`` uses.
     """
@@ -165,7 +165,7 @@ def crop_points(landmarks: np.ndarray, convention: str, mesh_crop: str = "lmk106
 
 
 def crop_matrix(center: np.ndarray, size: float, angle: float, dsize: int = 512, rotate: bool = True) -> np.ndarray:
-    """Original -> crop similarity (2, 3) float32 (liveportrait.md 11.2 step 5), scalars in float64 as the reference."""
+    """Original -> crop similarity (2, 3) float32, scalars in float64 as the reference."""
     s = float(dsize) / float(size)
     cx, cy = float(center[0]), float(center[1])
     t = float(np.float32(dsize / 2))
@@ -202,7 +202,7 @@ def warp_crop(image: np.ndarray, M_o2c: np.ndarray, dsize: int, out_size: int = 
 
 
 def crop_face(image: np.ndarray, landmarks: np.ndarray, convention: str, config: CropConfig | None = None) -> FaceCrop:
-    """Crop a face from its landmarks (liveportrait.md 11.2), keeping both transforms for paste-back.
+    """Crop a face from its landmarks, keeping both transforms for paste-back.
 
     Unlike the reference, ``vx_ratio`` is applied (the reference's ``crop_image`` drops it; identical at 0). An mp478
     mesh is cropped as set by ``config.mesh_crop``; the result keeps all its points (``landmarks``, ``pt_crop``) for

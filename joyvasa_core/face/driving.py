@@ -1,7 +1,7 @@
 """Crops of a driving video, as LivePortrait's video-driven path makes them, with our face detection.
 
 Every frame's face is found (the largest one) and gives a square from its landmarks with the driving crop's
-parameters (scale 2.2, vy -0.1, liveportrait.md 11.2 "Driving video crop"); the squares' centres and sizes are
+parameters (scale 2.2, vy -0.1, LivePortrait's driving-video crop); the squares' centres and sizes are
 averaged over the clip and that one axis-aligned square crops every frame, so the crop does not shake with the
 detector. The 512 crop is resized to 256 with INTER_LINEAR, as the reference resizes driving crops. A frame where no
 face is found is cropped with the shared square too and listed in ``missing``; a clip with no face at all is an

@@ -1,6 +1,6 @@
 """MediaPipe face-mesh points -> the 106-point (InsightFace 2d106det) index layout the crop maths was tuned on.
 
-LivePortrait's crop (scale 2.3, vy -0.125; liveportrait.md 11.2) takes its centre and size from the extent of the
+LivePortrait's crop (scale 2.3, vy -0.125) takes its centre and size from the extent of the
 whole landmark cloud. The 106-point cloud stops at the brows, while the 478-point mesh also covers the forehead, so
 cropping on the raw mesh gives a crop ~16 % larger and ~12 px higher (size 244 vs 210 px, centre y 94 vs 107 on the
 512 px test photo; crop corners up to 34 px apart). Re-expressing the mesh in the 106 layout makes the same crop

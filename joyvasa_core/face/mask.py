@@ -1,6 +1,6 @@
 """The feathered paste-back mask, generated instead of read from LivePortrait's ``mask_template.png``.
 
-liveportrait.md 11.3: 255 inside the square ``[16, 496]^2`` of a 512 crop, then ``round(255 - 16 d)`` clipped to
+LivePortrait's mask is 255 inside the square ``[16, 496]^2`` of a 512 crop, then ``round(255 - 16 d)`` clipped to
 [0, 255], ``d`` the Euclidean distance in pixels to that square. This matches the PNG except for 212 pixels that
 differ by one grey level, which is invisible after paste-back and saves shipping and decoding a file.
 """

@@ -1,4 +1,4 @@
-"""Paste a rendered crop back into the full-resolution reference image (liveportrait.md 11.3).
+"""Paste a rendered crop back into the full-resolution reference image.
 
 Two paths with the same arithmetic:
 

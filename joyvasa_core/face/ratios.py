@@ -1,6 +1,6 @@
 """Eye and lip opening ratios, the inputs of LivePortrait's lip normalisation and eye/lip retargeting MLPs.
 
-The MLPs were trained on ratios from LivePortrait's 203-point landmarks (liveportrait.md 10.4):
+The MLPs were trained on ratios from LivePortrait's 203-point landmarks:
 
 * ``eye = |upper lid middle - lower lid middle| / (|corner - other corner| + 1e-6)``, per eye;
 * ``lip = |inner upper lip middle - inner lower lip middle| / (|mouth corner - other corner| + 1e-6)``.

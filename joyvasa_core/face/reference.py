@@ -18,6 +18,7 @@ detector, X-Pose, needs a CUDA extension), or a crop from a user box or mask.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,24 @@ def _to_numpy(image) -> np.ndarray:
     if hasattr(image, "detach"):
         image = image.detach().cpu().numpy()
     return np.asarray(image)
+
+
+def loader_mask(mask: Any, image: Any, crop: str) -> np.ndarray | None:
+    """The (B, H, W) float mask an image loader gave with ``image`` (B, H, W, C), or None where it means "no mask":
+    ComfyUI's LoadImage gives a 64x64 zero mask when the file has no alpha, so in ``auto`` such a mask (empty or of
+    another size) is dropped; with crop ``mask`` it is kept so the crop says what is wrong."""
+    if mask is None:
+        return None
+    m = _to_numpy(mask).astype(np.float32, copy=False)
+    if m.ndim == 2:
+        m = m[None]
+    if crop == "mask":
+        return m
+    if crop != "auto":
+        return None
+    if m.shape[-2:] != tuple(image.shape[1:3]) or not (m > 0.5).any():
+        return None
+    return m
 
 
 def to_rgb_uint8(image, what: str = "reference image", alpha: str = "drop", max_pixels: int = 300_000_000):
@@ -210,6 +229,81 @@ def _validate(opts: ReferenceOptions) -> None:
         raise FaceInputError(f"reference crop: dsize must be at least 64 (got {opts.dsize}).")
 
 
+def _user_box(opts: ReferenceOptions, mask: Any, in_w: int, in_h: int, mode: str, what: str) -> tuple[float, ...]:
+    """The box (x0, y0, x1, y1) of crop mode ``box`` or ``mask``, in the input image's pixels."""
+    if mode == "mask":
+        if mask is None:
+            raise FaceInputError(f"{what}: crop mode 'mask' needs a mask the size of the image.")
+        m = _to_numpy(mask)
+        if m.ndim != 2 or m.shape != (in_h, in_w):
+            raise FaceInputError(
+                f"{what}: the mask has shape {tuple(m.shape)} but the image is {in_w}x{in_h}; give an (H, W) "
+                "mask of the same size."
+            )
+        return _bbox_of_mask(m, what)
+    if opts.box is None:
+        raise FaceInputError(f"{what}: crop mode 'box' needs a box (x0, y0, x1, y1) in image pixels.")
+    x0, y0, x1, y1 = (float(v) for v in opts.box)
+    if not (x1 > x0 and y1 > y0) or x1 <= 0 or y1 <= 0 or x0 >= in_w or y0 >= in_h:
+        raise FaceInputError(
+            f"{what}: the box {list(opts.box)} is empty or outside the {in_w}x{in_h} image; "
+            "give (x0, y0, x1, y1) with x0 < x1, y0 < y1 inside the image.",
+            cli=f"--box {x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g}: the box is outside the {in_w}x{in_h} image; "
+                "give x,y,w,h of the face inside it.",
+        )
+    return x0, y0, x1, y1
+
+
+def _crop_box(img: np.ndarray, box: tuple[float, ...], opts: ReferenceOptions, mode: str, what: str) -> FaceCrop:
+    """Crop modes ``box`` and ``mask``: a square around the (resized) box."""
+    if max(box[2] - box[0], box[3] - box[1]) < opts.min_face_size:
+        raise FaceInputError(
+            f"{what}: the {mode} is {box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px, below {opts.min_face_size} "
+            "px; draw it around the whole face."
+        )
+    return crop_from_box(img, box, opts.box_scale, opts.vx_ratio, opts.vy_ratio, opts.dsize)
+
+
+def _crop_whole(
+    img: np.ndarray, detector: FaceDetector | None, opts: ReferenceOptions, what: str
+) -> tuple[FaceCrop, DetectedFace | None]:
+    """Crop mode ``whole``: the image itself; a human face is still looked for, for its eye and lip ratios."""
+    crop = whole_image_crop(img, opts.dsize)
+    face = None
+    if opts.mode == "human" and detector is not None:
+        faces = detector.detect(img)
+        if faces:
+            face = select_face(faces, opts.face_index, opts.face_order, (img.shape[1], img.shape[0]), what)
+    return crop, face
+
+
+def _crop_detected(
+    img: np.ndarray, detector: FaceDetector | None, opts: ReferenceOptions, what: str
+) -> tuple[FaceCrop, DetectedFace]:
+    """Crop mode ``face``: LivePortrait's crop around the chosen detected face."""
+    if detector is None:
+        raise FaceInputError(
+            f"{what}: crop mode 'face' needs a face detector; connect one, or use crop 'whole' or a box."
+        )
+    faces = detector.detect(img)
+    if not faces:
+        found_by = f"no face found by the {getattr(detector, 'name', 'face')} detector"
+        raise FaceInputError(
+            f"{what}: {found_by}. Use a clearer, front-facing photo, or draw a box around the face (crop 'box'), "
+            "or animate the whole image (crop 'whole'; animals use mode 'animal').",
+            cli=f"{what}: {found_by}. Use a clearer, front-facing photo, or give the face's box with --box "
+                "x,y,w,h, or animate the whole image with --no-crop (animals: --animal).",
+        )
+    face = select_face(faces, opts.face_index, opts.face_order, (img.shape[1], img.shape[0]), what)
+    bw, bh = float(face.box[2] - face.box[0]), float(face.box[3] - face.box[1])
+    if max(bw, bh) < opts.min_face_size:
+        raise FaceInputError(
+            f"{what}: the face is only {bw:.0f}x{bh:.0f} px (at least {opts.min_face_size} px needed for a "
+            "usable 512 crop); use a larger or closer photo."
+        )
+    return crop_face(img, face.landmarks, face.convention, crop_options(opts)), face
+
+
 def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOptions, what: str) -> PreparedFace:
     rgb, notes = to_rgb_uint8(image, what, opts.alpha, opts.max_pixels)
     _check_content(rgb, what, opts.min_image_size)
@@ -218,66 +312,16 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
     img = resize_to_limit(rgb, opts.max_dim, opts.division)
     if (lim_h, lim_w) != (in_h, in_w):
         notes += (f"resized {in_w}x{in_h} -> {img.shape[1]}x{img.shape[0]} (max_dim {opts.max_dim})",)
-    fx, fy = lim_w / in_w, lim_h / in_h
     mode = _crop_mode(opts)
     face: DetectedFace | None = None
     if mode in ("box", "mask"):
-        if mode == "box":
-            if opts.box is None:
-                raise FaceInputError(f"{what}: crop mode 'box' needs a box (x0, y0, x1, y1) in image pixels.")
-            x0, y0, x1, y1 = (float(v) for v in opts.box)
-            if not (x1 > x0 and y1 > y0) or x1 <= 0 or y1 <= 0 or x0 >= in_w or y0 >= in_h:
-                raise FaceInputError(
-                    f"{what}: the box {list(opts.box)} is empty or outside the {in_w}x{in_h} image; "
-                    "give (x0, y0, x1, y1) with x0 < x1, y0 < y1 inside the image.",
-                    cli=f"--box {x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g}: the box is outside the {in_w}x{in_h} image; "
-                        "give x,y,w,h of the face inside it.",
-                )
-        else:
-            if mask is None:
-                raise FaceInputError(f"{what}: crop mode 'mask' needs a mask the size of the image.")
-            m = _to_numpy(mask)
-            if m.ndim != 2 or m.shape != (in_h, in_w):
-                raise FaceInputError(
-                    f"{what}: the mask has shape {tuple(m.shape)} but the image is {in_w}x{in_h}; give an (H, W) "
-                    "mask of the same size."
-                )
-            x0, y0, x1, y1 = _bbox_of_mask(m, what)
-        box = (x0 * fx, y0 * fy, x1 * fx, y1 * fy)
-        if max(box[2] - box[0], box[3] - box[1]) < opts.min_face_size:
-            raise FaceInputError(
-                f"{what}: the {mode} is {box[2] - box[0]:.0f}x{box[3] - box[1]:.0f} px, below {opts.min_face_size} "
-                "px; draw it around the whole face."
-            )
-        crop = crop_from_box(img, box, opts.box_scale, opts.vx_ratio, opts.vy_ratio, opts.dsize)
+        x0, y0, x1, y1 = _user_box(opts, mask, in_w, in_h, mode, what)
+        fx, fy = lim_w / in_w, lim_h / in_h
+        crop = _crop_box(img, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), opts, mode, what)
     elif mode == "whole":
-        crop = whole_image_crop(img, opts.dsize)
-        if opts.mode == "human" and detector is not None:
-            faces = detector.detect(img)
-            if faces:
-                face = select_face(faces, opts.face_index, opts.face_order, (img.shape[1], img.shape[0]), what)
+        crop, face = _crop_whole(img, detector, opts, what)
     else:
-        if detector is None:
-            raise FaceInputError(
-                f"{what}: crop mode 'face' needs a face detector; connect one, or use crop 'whole' or a box."
-            )
-        faces = detector.detect(img)
-        if not faces:
-            found_by = f"no face found by the {getattr(detector, 'name', 'face')} detector"
-            raise FaceInputError(
-                f"{what}: {found_by}. Use a clearer, front-facing photo, or draw a box around the face (crop 'box'), "
-                "or animate the whole image (crop 'whole'; animals use mode 'animal').",
-                cli=f"{what}: {found_by}. Use a clearer, front-facing photo, or give the face's box with --box "
-                    "x,y,w,h, or animate the whole image with --no-crop (animals: --animal).",
-            )
-        face = select_face(faces, opts.face_index, opts.face_order, (img.shape[1], img.shape[0]), what)
-        bw, bh = float(face.box[2] - face.box[0]), float(face.box[3] - face.box[1])
-        if max(bw, bh) < opts.min_face_size:
-            raise FaceInputError(
-                f"{what}: the face is only {bw:.0f}x{bh:.0f} px (at least {opts.min_face_size} px needed for a "
-                "usable 512 crop); use a larger or closer photo."
-            )
-        crop = crop_face(img, face.landmarks, face.convention, crop_options(opts))
+        crop, face = _crop_detected(img, detector, opts, what)
         if face.extra.get("fallback_note"):
             notes += (face.extra["fallback_note"],)
     ratios = ratio_pts = ratio_conv = None

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from ..audio import SAMPLE_RATE
+
 PE_MODES = ("legacy", "fixed")
 
 
@@ -14,7 +16,7 @@ class MotionGeneratorConfig:
 
     The defaults are what the official loader really builds for ``motion_generator_hubert_chinese.pt``: the
     checkpoint's own ``args`` only set the six window/width fields, while the denoiser keeps its constructor
-    defaults (8 layers, 8 heads, 501-row time table, sinusoidal PE, no indicator channel), see spec 2.2.
+    defaults (8 layers, 8 heads, 501-row time table, sinusoidal PE, no indicator channel).
     """
 
     motion_feat_dim: int = 73
@@ -23,7 +25,7 @@ class MotionGeneratorConfig:
     feature_dim: int = 256
     n_diff_steps: int = 50
     fps: int = 25
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     audio_hidden_dim: int = 768
     n_heads: int = 8
     n_layers: int = 8

@@ -84,7 +84,8 @@ class MotionGenerator(nn.Module):
         ``denoising_net.TE.pe`` is dropped (the reference pops it and uses its own table); other computed buffers are
         taken from the file when present with the right shape (the stored schedule is what the reference used).
         Missing learned weights or wrong shapes raise CheckpointError; unexpected keys are ignored with a warning,
-        as ``strict=False`` would.
+        as ``strict=False`` would. HuBERT's weight norm must carry the parametrization names (the checkpoint reader
+        renames the legacy ``weight_g/weight_v`` of older files).
         """
         own = self.state_dict()
         incoming = dict(state_dict)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..audio import SAMPLE_RATE
 from .openings import eye_opening, mouth_opening
 from .sequence import MotionSequence
 
@@ -105,7 +106,7 @@ def _waveform(img: np.ndarray, top: int, wave: np.ndarray, rate: int, seconds: f
 
 
 def render_motion_preview(
-    motion: MotionSequence, waveform: torch.Tensor | np.ndarray | None = None, sample_rate: int = 16000,
+    motion: MotionSequence, waveform: torch.Tensor | np.ndarray | None = None, sample_rate: int = SAMPLE_RATE,
     width: int = 1024, audio_delay: float = 0.0,
 ) -> np.ndarray:
     """(H, W, 3) uint8 RGB plot of ``motion`` and, when given, the mono ``waveform`` starting ``audio_delay``
@@ -138,3 +139,12 @@ def render_motion_preview(
         _label(img, f"{tick:g}s", (x - 8, axis + 17))
     _label(img, f"{motion.n_frames} frames @ {motion.fps} fps, {seconds:.2f} s", (MARGIN_LEFT, axis + 34))
     return img
+
+
+def motion_preview_image(
+    motion: MotionSequence, waveform: torch.Tensor | np.ndarray | None = None, sample_rate: int | None = None,
+    width: int = 1024, audio_delay: float = 0.0,
+) -> torch.Tensor:
+    """The plot as a (1, H, W, 3) float image in [0, 1]; ``sample_rate`` None means ``SAMPLE_RATE``."""
+    img = render_motion_preview(motion, waveform, sample_rate or SAMPLE_RATE, width=width, audio_delay=audio_delay)
+    return torch.from_numpy(img).float().div(255)[None]

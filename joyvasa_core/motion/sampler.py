@@ -1,4 +1,4 @@
-"""Audio -> motion: classifier-free guidance and the reference's sliding windows (spec 2.7 and 4).
+"""Audio -> motion: classifier-free guidance and the reference's sliding windows.
 
 Speech is padded (1280 leading + 640 trailing zeros), cut into whole windows of T frames without overlap, and each
 window is sampled from the same x_T, conditioned on the previous window's last P motion frames and audio features
@@ -6,8 +6,8 @@ window is sampled from the same x_T, conditioned on the previous window's last P
 the speech is; the cross-attention term is computed once per window and CFG branch.
 
 A window's features depend only on its slice of the padded speech and the audio networks (HuBERT + feature map),
-never on the seed, cfg or steps: ``encode_windows`` computes them once, and ``sample_coefficients(window_features=...)``
-re-samples from them without running HuBERT again.
+never on the seed, cfg or steps: ``encode_windows`` computes them once, and
+``sample_coefficients(window_features=...)`` re-samples from them without running HuBERT again.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..progress import Progress, ensure_progress
 from .generator import MotionGenerator
 from .schedulers import DDIMScheduler, DDPMAncestralScheduler
 from .sequence import MotionSequence
-from .smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
+from .smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS, PoseSmoothing
 from .template import MotionTemplate
 
 LEADING_PAD_FRAMES = 2  # 1280 samples of silence before the speech (reference commit 8617607)
@@ -51,6 +51,10 @@ class SamplingOptions:
     smoothing: str = "ema"
     smoothing_alpha: float = DEFAULT_EMA_ALPHA
     smoothing_window: int | None = None
+
+    @property
+    def pose_smoothing(self) -> PoseSmoothing:
+        return PoseSmoothing(self.smoothing, self.smoothing_alpha, self.smoothing_window)
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -101,7 +105,7 @@ class WindowPlan:
 def plan_windows(
     n_samples: int, samples_per_frame: int, window_frames: int, leading_silence: bool = True
 ) -> WindowPlan:
-    """Windows and frame count of spec 4: n_frames = floor(L / 640) with L the padded length (whole windows)."""
+    """Windows and frame count: n_frames = floor(L / 640) with L the padded length (whole windows)."""
     lead = LEADING_PAD_FRAMES * samples_per_frame if leading_silence else 0
     trail = TRAILING_PAD_FRAMES * samples_per_frame if leading_silence else 0
     length = n_samples + lead + trail
@@ -262,6 +266,53 @@ def _check_window_features(features: torch.Tensor, plan: WindowPlan, batch: int,
     return features
 
 
+class _WindowSampler:
+    """Denoises one window at a time with classifier-free guidance: every window starts from the same x_T and is
+    conditioned on its audio features and the previous window's last motion frames and features."""
+
+    def __init__(
+        self, model: MotionGenerator, scheduler: DDPMAncestralScheduler | DDIMScheduler, noise: NoiseStream,
+        cfg_scale: float, batch: int, n_windows: int, progress: Progress,
+    ) -> None:
+        cfg = model.config
+        self.net = model.denoising_net
+        self.scheduler = scheduler
+        self.noise = noise
+        self.scale = cfg_scale
+        self.progress = progress
+        self.n_motions = cfg.n_motions
+        self.device, self.dtype = model.device, model.dtype
+        self.shape = (batch, cfg.n_motions, cfg.motion_feat_dim)
+        self.x_T = noise.initial(self.shape).to(device=self.device, dtype=self.dtype)
+        # cfg 1 needs only the conditional branch, cfg 0 only the unconditional one.
+        self.branches = ("cond",) if cfg_scale == 1.0 else ("uncond",) if cfg_scale == 0.0 else ("uncond", "cond")
+        self.null_audio = model.null_audio_feat.expand(batch, cfg.n_motions, -1)
+        self.total = n_windows * len(scheduler.timesteps)
+        self.done = 0
+
+    def __call__(self, audio_feat: torch.Tensor, prev_motion: torch.Tensor, prev_audio: torch.Tensor) -> torch.Tensor:
+        """The window's normalised motion (B, T, 73)."""
+        n_branches = len(self.branches)
+        cond = {"uncond": self.null_audio, "cond": audio_feat}
+        prev_in = prev_motion.repeat(n_branches, 1, 1)
+        memory = self.net.encode_memory(torch.cat([cond[b] for b in self.branches]),
+                                        prev_audio.repeat(n_branches, 1, 1))
+        x = self.x_T
+        for t in self.scheduler.timesteps.tolist():
+            self.progress.check_cancel()
+            z = self.noise.step(self.shape) if self.scheduler.noise_needed(t) else None
+            out = self.net.denoise(x.repeat(n_branches, 1, 1), prev_in, t, memory)[:, -self.n_motions :]
+            if n_branches == 2:
+                uncond, cond_out = out.chunk(2)
+                x0 = uncond + self.scale * (cond_out - uncond)
+            else:
+                x0 = out
+            x = self.scheduler.step(x0, t, x, noise=None if z is None else z.to(device=self.device, dtype=self.dtype))
+            self.done += 1
+            self.progress.update(self.done, self.total)
+        return x
+
+
 @torch.no_grad()
 def sample_coefficients(
     model: MotionGenerator,
@@ -287,43 +338,18 @@ def sample_coefficients(
     plan = plan_windows(n_samples, cfg.samples_per_frame, cfg.n_motions, options.leading_silence)
     if window_features is not None:
         window_features = _check_window_features(window_features, plan, batch, cfg.feature_dim)
-    scheduler = make_scheduler(model, options)
-    noise = noise or NoiseStream(seed=options.seed)
-    device, dtype = model.device, model.dtype
-    net = model.denoising_net
-    shape = (batch, cfg.n_motions, cfg.motion_feat_dim)
-    x_T = noise.initial(shape).to(device=device, dtype=dtype)
-
-    scale = float(options.cfg_scale)
-    branches = ("cond",) if scale == 1.0 else ("uncond",) if scale == 0.0 else ("uncond", "cond")
-    null_audio = model.null_audio_feat.expand(batch, cfg.n_motions, -1)
+    sampler = _WindowSampler(model, make_scheduler(model, options), noise or NoiseStream(seed=options.seed),
+                             float(options.cfg_scale), batch, plan.n_windows, progress)
     prev_motion = model.start_motion_feat.expand(batch, -1, -1)
     prev_audio = model.start_audio_feat.expand(batch, -1, -1)
-    total = plan.n_windows * len(scheduler.timesteps)
-    done = 0
     pieces: list[torch.Tensor] = []
     for index in range(plan.n_windows):
         progress.check_cancel()
         if window_features is None:
             audio_feat = _encode_window(model, waveform, plan, index)
         else:
-            audio_feat = window_features[:, index].to(device=device, dtype=dtype).contiguous()
-        cond = {"uncond": null_audio, "cond": audio_feat}
-        prev_in = prev_motion.repeat(len(branches), 1, 1)
-        memory = net.encode_memory(torch.cat([cond[b] for b in branches]), prev_audio.repeat(len(branches), 1, 1))
-        x = x_T
-        for t in scheduler.timesteps.tolist():
-            progress.check_cancel()
-            z = noise.step(shape) if scheduler.noise_needed(t) else None
-            out = net.denoise(x.repeat(len(branches), 1, 1), prev_in, t, memory)[:, -cfg.n_motions :]
-            if len(branches) == 2:
-                uncond, cond_out = out.chunk(2)
-                x0 = uncond + scale * (cond_out - uncond)
-            else:
-                x0 = out
-            x = scheduler.step(x0, t, x, noise=None if z is None else z.to(device=device, dtype=dtype))
-            done += 1
-            progress.update(done, total)
+            audio_feat = window_features[:, index].to(device=model.device, dtype=model.dtype).contiguous()
+        x = sampler(audio_feat, prev_motion, prev_audio)
         if on_window is not None:
             on_window(index, x, audio_feat)
         prev_motion = x[:, -cfg.n_prev_motions :]
@@ -368,9 +394,7 @@ def generate_motion(
         MotionSequence.from_coef(
             c,
             template,
-            smoothing=options.smoothing,
-            alpha=options.smoothing_alpha,
-            window=options.smoothing_window,
+            smoothing=options.pose_smoothing,
             fps=model.config.fps,
             seed=options.seed,
             settings=settings,

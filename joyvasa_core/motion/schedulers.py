@@ -16,7 +16,7 @@ SCHEDULE_KEYS = ("betas", "alphas", "alpha_bars", "sigmas_flex", "sigmas_inflex"
 
 
 def cosine_schedule(n_steps: int, s: float = 0.008) -> dict[str, torch.Tensor]:
-    """The cosine schedule of spec 2.6 as (N+1,) float32 tensors, in the reference's float32 operation order."""
+    """The cosine noise schedule as (N+1,) float32 tensors, in the reference's float32 operation order."""
     x = torch.linspace(0, n_steps, n_steps + 1)
     raw = torch.cos(((x / n_steps) + s) / (1 + s) * math.pi * 0.5) ** 2
     raw = raw / raw[0]
@@ -101,7 +101,7 @@ class _Scheduler:
 
 
 class DDPMAncestralScheduler(_Scheduler):
-    """Ancestral DDPM for x0-prediction over every training step (the reference sampler, spec 2.7).
+    """Ancestral DDPM for x0-prediction over every training step (the reference sampler).
 
     ``x_{t-1} = c0 x_t + c1 x0 + sigma_t z`` with the posterior-mean coefficients and
     ``sigma_t = flexibility * sigma_flex + (1 - flexibility) * sigma_inflex`` (reference default flexibility 0).

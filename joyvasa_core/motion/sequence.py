@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 
 from ..errors import CheckpointError
 from ..keypoints import rotation_matrix
-from .smoothing import DEFAULT_EMA_ALPHA, smooth_pose
+from ..partials import atomic_path
+from .smoothing import PoseSmoothing
 from .template import POSE_SLICE, MotionTemplate, split_pose
 
 FILE_FORMAT = "joyvasa_motion"
@@ -57,9 +58,7 @@ class MotionSequence:
         cls,
         coef: torch.Tensor,
         template: MotionTemplate,
-        smoothing: str = "ema",
-        alpha: float = DEFAULT_EMA_ALPHA,
-        window: int | None = None,
+        smoothing: PoseSmoothing | None = None,
         fps: int = 25,
         seed: int | None = None,
         settings: dict[str, Any] | None = None,
@@ -68,19 +67,24 @@ class MotionSequence:
         coef = coef.detach().to("cpu", torch.float32)
         exp = template.denormalize(coef)["exp"]
         pose_raw = template.denormalize_pose(coef[:, POSE_SLICE])
-        settings = {**(settings or {}), "smoothing": smoothing, "smoothing_alpha": alpha, "smoothing_window": window}
-        return cls._build(coef, pose_raw, exp, smoothing, alpha, window, fps, seed, settings)
+        return cls._smoothed(coef, pose_raw, exp, smoothing or PoseSmoothing(), fps=fps, seed=seed,
+                             settings=settings or {})
 
     @classmethod
-    def _build(cls, coef, pose_raw, exp, smoothing, alpha, window, fps, seed, settings) -> MotionSequence:
-        pose = split_pose(smooth_pose(pose_raw, smoothing, alpha=alpha, window=window))
+    def _smoothed(
+        cls, coef: torch.Tensor, pose_raw: torch.Tensor, exp: torch.Tensor, smoothing: PoseSmoothing, *, fps: int,
+        seed: int | None, settings: dict[str, Any],
+    ) -> MotionSequence:
+        """The sequence with its pose smoothed by ``smoothing`` from ``pose_raw``; ``settings`` records how."""
+        pose = split_pose(smoothing(pose_raw))
         rot = rotation_matrix(pose["pitch"], pose["yaw"], pose["roll"])
-        return cls(coef=coef, pose_raw=pose_raw, exp=exp, R=rot, fps=fps, seed=seed, settings=settings, **pose)
+        return cls(coef=coef, pose_raw=pose_raw, exp=exp, R=rot, fps=fps, seed=seed,
+                   settings={**settings, **smoothing.settings()}, **pose)
 
-    def resmooth(self, smoothing: str, alpha: float = DEFAULT_EMA_ALPHA, window: int | None = None) -> MotionSequence:
+    def resmooth(self, smoothing: PoseSmoothing) -> MotionSequence:
         """Same frames, other pose smoothing (from the stored raw pose; no template or sampling needed)."""
-        settings = {**self.settings, "smoothing": smoothing, "smoothing_alpha": alpha, "smoothing_window": window}
-        return self._build(self.coef, self.pose_raw, self.exp, smoothing, alpha, window, self.fps, self.seed, settings)
+        return self._smoothed(self.coef, self.pose_raw, self.exp, smoothing, fps=self.fps, seed=self.seed,
+                              settings=self.settings)
 
     @property
     def n_frames(self) -> int:
@@ -107,12 +111,14 @@ class MotionSequence:
         return f"MotionSequence({', '.join(parts)})"
 
     def save(self, path: str | Path) -> None:
-        """Safetensors with the frame tensors and a ``json`` metadata entry (fps, seed, settings)."""
+        """Safetensors with the frame tensors and a ``json`` metadata entry (fps, seed, settings), written
+        atomically: the file appears complete under ``path`` or not at all."""
         meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "fps": self.fps, "seed": self.seed}
         meta["settings"] = self.settings
         present = [k for k in FRAME_FIELDS + OPTIONAL_FIELDS if getattr(self, k) is not None]
         tensors = {k: getattr(self, k).detach().to("cpu").contiguous() for k in present}
-        save_file(tensors, str(path), metadata={"json": json.dumps(meta)})
+        with atomic_path(path) as partial:
+            save_file(tensors, str(partial), metadata={"json": json.dumps(meta)})
 
     @classmethod
     def load(cls, path: str | Path) -> MotionSequence:

@@ -1,4 +1,4 @@
-"""Causal smoothing of the de-normalised head pose (scale, t, angles); expression is never smoothed (spec 4.8).
+"""Causal smoothing of the de-normalised head pose (scale, t, angles); expression is never smoothed.
 
 The reference smooths with an EMA of alpha 0.01 (time constant about 100 frames), which makes the head very still;
 median (3) and moving average (10) are the reference's other, lighter choices, and ``none`` keeps the raw pose.
@@ -6,12 +6,31 @@ median (3) and moving average (10) are the reference's other, lighter choices, a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 SMOOTHING_METHODS = ("ema", "median", "moving_average", "none")
 DEFAULT_EMA_ALPHA = 0.01
 DEFAULT_WINDOWS = {"median": 3, "moving_average": 10}
+
+
+@dataclass(frozen=True)
+class PoseSmoothing:
+    """How the head pose is smoothed: ``method``, the EMA ``alpha`` and the median / moving-average ``window``
+    (None = the method's default)."""
+
+    method: str = "ema"
+    alpha: float = DEFAULT_EMA_ALPHA
+    window: int | None = None
+
+    def __call__(self, pose: torch.Tensor) -> torch.Tensor:
+        return smooth_pose(pose, self.method, alpha=self.alpha, window=self.window)
+
+    def settings(self) -> dict[str, object]:
+        """The entries a motion's settings record."""
+        return {"smoothing": self.method, "smoothing_alpha": self.alpha, "smoothing_window": self.window}
 
 
 def smooth_pose(

@@ -1,4 +1,4 @@
-"""The reference's own face path on the user's ONNX files, without the ``insightface`` package (liveportrait.md 11.1).
+"""The reference's own face path on the user's ONNX files, without the ``insightface`` package.
 
 1. SCRFD ``det_10g.onnx`` finds boxes (and 5 keypoints) on a 512 letterboxed copy.
 2. ``2d106det.onnx`` places 106 landmarks on a 192 crop around each box; the source crop uses these.

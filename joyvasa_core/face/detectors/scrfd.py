@@ -1,4 +1,4 @@
-"""SCRFD (InsightFace ``det_10g.onnx``) pre-processing and output decoding in NumPy (liveportrait.md 11.1).
+"""SCRFD (InsightFace ``det_10g.onnx``) pre-processing and output decoding in NumPy, as the reference runs it.
 
 The network predicts, per feature-map cell and anchor, a face score, four distances from the cell centre to the box
 edges and five keypoint offsets, all in units of the stride. Decoding turns these into boxes in the original image.
