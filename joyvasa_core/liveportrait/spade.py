@@ -7,7 +7,8 @@ The forward computes what the reference computes, arranged for speed: channels-l
 to the compute precision (autocast's, when on), gamma and beta of each SPADE as one convolution, the instance-norm
 statistics of a block's input computed once for its two norms, the element-wise work fused and in place, and the
 label map never upsampled: a 3x3 conv of a nearest-upsampled map is, per output phase, a conv of at most 2x2 taps
-over the small map (2.25x fewer operations at x2, 4x at x4).
+over the small map (2.25x fewer operations at x2, 4x at x4). On the CPU in fp32 the wide 3x3 convs run by Winograd
+F(4x4, 3x3) (``winograd.py``).
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
 from .config import SpadeConfig
 from .derived import compute_dtype, conv_params, derived, memory_format_for
 
 _FMT = memory_format_for(2)
+
+
+def _conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """``conv2d(x, weight, bias, padding)``, by Winograd where it pays."""
+    if winograd.pays(x, weight, padding):
+        return winograd.conv3x3(x, weight, bias)
+    return F.conv2d(x, weight, bias, padding=padding)
 
 
 class SpectralNormConv2d(nn.Module):
@@ -85,7 +94,7 @@ class SpectralNormConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = conv_params(self, self, x.dtype, _FMT, weight=self.weight)
-        return F.conv2d(x, weight, bias, padding=self.padding)
+        return _conv(x, weight, bias, self.padding)
 
 
 def _phase_taps(factor: int) -> list[tuple[int, list[list[int]]]]:
@@ -129,9 +138,15 @@ def conv3x3_upsampled(
 
 def instance_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample, per-channel mean and 1/sqrt(biased var + 1e-5) over H, W (InstanceNorm2d, no affine), in fp32
-    arithmetic and returned in ``x``'s dtype."""
-    var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
-    return mean.to(x.dtype), (var + 1e-5).rsqrt_().to(x.dtype)
+    arithmetic and returned in ``x``'s dtype.
+
+    Two passes (the mean, then the mean squared deviation): as accurate as ``var_mean``'s running update and 3-7x
+    faster on a channels-last map on the CPU.
+    """
+    xf = x.float()
+    mean = xf.mean(dim=(2, 3), keepdim=True)
+    var = (xf - mean).square_().mean(dim=(2, 3), keepdim=True)
+    return mean.to(x.dtype), var.add_(1e-5).rsqrt_().to(x.dtype)
 
 
 class SPADE(nn.Module):
@@ -149,7 +164,7 @@ class SPADE(nn.Module):
         dt = seg.dtype
         if factor == 1:
             weight, bias = conv_params(self, conv, dt, _FMT)
-            return F.relu_(F.conv2d(seg, weight, bias, padding=1))
+            return F.relu_(_conv(seg, weight, bias, 1))
 
         def make() -> tuple[list, torch.Tensor]:
             kernels = [(a, b, r, c, k.to(dt).contiguous(memory_format=_FMT))
@@ -172,7 +187,7 @@ class SPADE(nn.Module):
             return weight, torch.cat([g.bias, b.bias]).to(actv.dtype)
 
         weight, bias = derived(self, ("gamma_beta", actv.dtype), [g.weight, g.bias, b.weight, b.bias], make)
-        gamma_beta = F.conv2d(actv, weight, bias, padding=1)
+        gamma_beta = _conv(actv, weight, bias, 1)
         c = x.shape[1]
         mean, rstd = instance_stats(x) if stats is None else stats
         scale = gamma_beta[:, :c].add_(1).mul_(rstd)
@@ -237,7 +252,7 @@ class SPADEDecoder(nn.Module):
         with torch.autocast(feature.device.type, enabled=False):
             seg = feature.to(dt).contiguous(memory_format=_FMT)
             weight, bias = conv_params(self, self.fc, dt, _FMT)
-            x = F.conv2d(seg, weight, bias, padding=1)
+            x = _conv(seg, weight, bias, 1)
             for i in range(6):
                 x = getattr(self, f"G_middle_{i}")(x, seg)
             x = self.up_0(F.interpolate(x, scale_factor=2, mode="nearest"), seg)
