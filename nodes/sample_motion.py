@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..joyvasa_core.motion.sampler import SCHEDULERS, SamplingOptions
+from ..joyvasa_core.motion.sampler import SCHEDULERS, SamplingOptions, steps_control
 from ..joyvasa_core.motion.smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
 from ..joyvasa_core.pipeline import encode_audio, sample_motion
 from ..joyvasa_core.validate import validate_inputs
@@ -54,7 +54,7 @@ class JoyVASASampleMotionDiffusion:
     def VALIDATE_INPUTS(cls, seed, cfg_scale, sampler, steps):
         """The shared option checks, before the prompt runs (a linked input arrives as None and is skipped)."""
         return validate_inputs({"seed": seed, "cfg_scale": cfg_scale, "sampler": sampler,
-                                "steps": steps if sampler == "ddim" else None})
+                                "steps": steps_control(sampler, steps)})
 
     def sample(self, motion_model, audio_features, seed, cfg_scale, sampler, steps, smoothing, smoothing_alpha,
                leading_silence, lag_compensation):
@@ -65,7 +65,7 @@ class JoyVASASampleMotionDiffusion:
             features = encode_audio(audio_features, motion_model, leading_silence=leading_silence,
                                     progress=ComfyProgress())
             options = SamplingOptions(
-                cfg_scale=cfg_scale, scheduler=sampler, num_steps=steps if sampler == "ddim" else None, seed=seed,
+                cfg_scale=cfg_scale, scheduler=sampler, num_steps=steps_control(sampler, steps), seed=seed,
                 leading_silence=leading_silence, lag_compensation=lag_compensation, smoothing=smoothing,
                 smoothing_alpha=smoothing_alpha,
             )

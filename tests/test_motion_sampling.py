@@ -15,7 +15,14 @@ from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
 from joyvasa_core.keypoints import rotation_matrix
 from joyvasa_core.motion.config import MotionGeneratorConfig
 from joyvasa_core.motion.generator import MotionGenerator
-from joyvasa_core.motion.sampler import NoiseStream, SamplingOptions, generate_motion, plan_windows, sample_coefficients
+from joyvasa_core.motion.sampler import (
+    NoiseStream,
+    SamplingOptions,
+    generate_motion,
+    plan_windows,
+    sample_coefficients,
+    steps_control,
+)
 from joyvasa_core.motion.schedulers import DDIMScheduler
 from joyvasa_core.motion.sequence import MotionSequence
 from joyvasa_core.motion.smoothing import PoseSmoothing, smooth_pose
@@ -276,3 +283,10 @@ def test_sampler_returns_the_synced_frames_by_default(fx, model):
     assert synced.shape[1] == math.floor(wave.shape[-1] / cfg.samples_per_frame + 0.5)
     assert torch.equal(synced, everything[:, plan.lag_frames : plan.lag_frames + synced.shape[1]])
     assert torch.equal(reference, everything)
+
+
+def test_steps_control_applies_to_ddim_only():
+    """The Sample Motion node always shows its steps widget; ddpm ignores it (all of the checkpoint's steps)."""
+    assert steps_control("ddim", 20) == 20
+    assert steps_control("ddpm", 20) is None
+    assert steps_control("ddim", None) is None

@@ -65,6 +65,12 @@ class SamplingOptions:
             raise ValueError(f"motion sampling: cfg_scale must be finite, got {self.cfg_scale}")
 
 
+def steps_control(scheduler: str, steps: int | None) -> int | None:
+    """What an always-shown steps control means for ``scheduler``: its value for ddim, None (all of the
+    checkpoint's steps) for ddpm, whose ancestral steps are fixed by training."""
+    return steps if scheduler == "ddim" else None
+
+
 @dataclass(frozen=True)
 class WindowPlan:
     """Where the padded speech is cut (all counts in samples unless named frames)."""
