@@ -360,10 +360,12 @@ def paste_back_for(
     reference: ReferenceFace | None, index: int = 0, crop_size: int = 512, stitching: bool = True,
 ) -> PasteBack | None:
     """The per-source paste-back (mask and sampling grid warped once), or None when the source was not cropped or
-    ``stitching`` is off: without stitching the shoulders move, so the crop no longer fits the photo."""
+    ``stitching`` is off (logged): without stitching the shoulders move, so the crop no longer fits the photo."""
     if reference is None:
         return None
     if not stitching:
+        log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with stitching); "
+                    "the frames are the %d crop.", crop_size)
         return None
     face = reference[index]
     if face.crop.method == "whole":
@@ -386,13 +388,9 @@ def render_paste_back(
     if reference is not None and not 0 <= index < len(reference):
         raise FaceInputError(f"render: image_index {index} is out of range: the face holds {len(reference)} "
                              "image(s); use the index given to Extract Appearance.")
-    if not wanted or reference is None:
+    if not wanted:
         return None
-    if not keypoints.options.stitching:
-        log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with stitching); "
-                    "the frames are the %d crop.", crop_size)
-        return None
-    return paste_back_for(reference, index, crop_size)
+    return paste_back_for(reference, index, crop_size, keypoints.options.stitching)
 
 
 @torch.no_grad()

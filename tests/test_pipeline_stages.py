@@ -15,7 +15,7 @@ from fixture_support import assert_close, fixture_path, load_fixture
 from model_folders import LP_SMALL, MOTION_SMALL, write_joyvasa, write_liveportrait
 from motion_support import audio_config_from_meta, config_from_meta, options_from, template_from
 
-from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
+from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError, FaceInputError
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import KeypointComposer, KeypointOptions, MotionFrames
 from joyvasa_core.liveportrait.slots import STITCHING
@@ -27,6 +27,7 @@ from joyvasa_core.pipeline import (
     extract_appearance,
     paste_back_for,
     render_frames,
+    render_paste_back,
     sample_motion,
     warp_and_render,
 )
@@ -214,6 +215,23 @@ def test_chunked_rendering_is_batch_size_independent(lp_models, composed):
     u8_one, u8_four = (one * 255).to(torch.uint8).int(), (four * 255).to(torch.uint8).int()
     assert int((u8_one - u8_four).abs().max()) <= 1 and float((u8_one != u8_four).float().mean()) < 1e-3
     assert float((one[1:] - one[:1]).abs().max()) > 1e-3, "different keypoints must give different frames"
+
+
+def test_paste_back_only_with_stitching(composed, caplog):
+    """One rule, in paste_back_for, for every caller: no paste-back without stitching (logged), none when not asked,
+    and an image index outside the face is an error that names the input."""
+    ref, _, _, _, keypoints, _ = composed
+    assert keypoints.options.stitching
+    assert render_paste_back(ref, keypoints) is not None
+    assert render_paste_back(ref, keypoints, wanted=False) is None
+    assert render_paste_back(None, keypoints) is None
+    plain = replace(keypoints, options=replace(keypoints.options, stitching=False))
+    with caplog.at_level("WARNING"):
+        assert render_paste_back(ref, plain) is None
+        assert paste_back_for(ref, 0, 512, stitching=False) is None
+    assert sum("stitching is off" in r.getMessage() for r in caplog.records) == 2
+    with pytest.raises(FaceInputError, match="image_index 3"):
+        render_paste_back(ref, keypoints, index=3)
 
 
 class _CheapRenderer(torch.nn.Module):
