@@ -31,11 +31,8 @@ from .errors import CheckpointError
 from .liveportrait.slots import (
     APPEARANCE,
     BASE_SLOTS,
-    MOTION_EXTRACTOR,
-    SLOTS,
-    SPADE,
+    SLOT_SPECS,
     STITCHING,
-    WARPING,
     LivePortraitConfig,
 )
 from .motion.config import MotionGeneratorConfig
@@ -330,15 +327,12 @@ def load_liveportrait(
             raise CheckpointError(f"LivePortrait config {files.config_path}: {exc}") from None
     config = config or LivePortraitConfig()
     nets = {
-        slot: build_liveportrait_module(slot, files.paths[slot], config=config, device=dev, variant=files.variant)
-        for slot in SLOTS
+        spec.attribute: build_liveportrait_module(slot, files.paths[slot], config=config, device=dev,
+                                                  variant=files.variant)
+        for slot, spec in SLOT_SPECS.items()
     }
     return LivePortraitModels(
-        appearance=nets[APPEARANCE],
-        motion_extractor=nets[MOTION_EXTRACTOR],
-        warping=nets[WARPING],
-        spade=nets[SPADE],
-        stitching=nets[STITCHING],
+        **nets,
         device=dev,
         dtype=resolve_dtype(dtype, dev),
         variant=files.variant,

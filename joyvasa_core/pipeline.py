@@ -149,7 +149,7 @@ def keypoint_options(
 
 def load_reference_face(image: Any, detector: Any = None, options: ReferenceOptions | None = None) -> ReferenceFace:
     """LoadReferenceFace: find, choose and crop the face (see ``face.reference.prepare_reference``). A human face
-    to be found without a detector or a mask gets the bundled short-range detector."""
+    to be found without a detector or a mask gets the bundled detector (short range, then full range)."""
     options = options or ReferenceOptions()
     if detector is None and options.mode == "human" and options.crop in ("auto", "face") and options.mask is None:
         detector = bundled_face_detector("auto")
@@ -288,8 +288,6 @@ def motion_from_video(
     if rate < 1:
         raise ValueError(f"motion from video: fps must be at least 1, got {fps}")
     if crop and detector is None:
-        from .models import bundled_face_detector
-
         detector = bundled_face_detector("auto")  # short range, then full range, as for the reference face
     crops = driving_crops(frames, detector, crop=crop)
     info = extract_motion(models, crops.crops256, batch_size, progress)

@@ -17,6 +17,7 @@ from torch import nn
 from .audio import SAMPLE_RATE
 from .face.reference import PreparedFace, ReferenceFace, ReferenceOptions
 from .keypoints import KeypointInfo, KeypointOptions
+from .liveportrait.slots import SLOT_SPECS
 from .motion.sampler import WindowPlan
 from .motion.sequence import MotionSequence
 from .motion.template import MotionTemplate
@@ -165,6 +166,11 @@ class LivePortraitModels:
     dtype: torch.dtype = torch.float32
     variant: str = "human"
     paths: dict[str, str] = field(default_factory=dict)
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The loaded networks by field name, in slot order (S left out when it is not loaded)."""
+        nets = {spec.attribute: getattr(self, spec.attribute) for spec in SLOT_SPECS.values()}
+        return {name: net for name, net in nets.items() if net is not None}
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Reduced-precision compute for the image networks (no-op in fp32)."""

@@ -42,11 +42,7 @@ def offload_device() -> torch.device:
 def register(models: Models, load_device: torch.device) -> Models:
     """Put ``models`` (built on :func:`offload_device`) under ComfyUI's memory manager, to run on ``load_device``."""
     if isinstance(models, LivePortraitModels):
-        nets = {"appearance": models.appearance, "motion_extractor": models.motion_extractor, "warping": models.warping,
-                "spade": models.spade}
-        if models.stitching is not None:
-            nets["stitching"] = models.stitching
-        module: nn.Module = JoyVASALivePortraitNetworks(nets)
+        module: nn.Module = JoyVASALivePortraitNetworks(models.networks())
     else:
         module = JoyVASAMotionNetworks({"generator": models.generator})
     module.device = models.device
