@@ -8,8 +8,9 @@ chunks of ``batch_size`` frames through W and G at once, with progress and cance
 ``render_frames`` yields chunks so a long clip streams to the video writer instead of sitting in memory.
 
 Defaults are the reference web demo's path for humans (crop, relative motion with the hull multiplier, stitching,
-lip normalisation, paste-back, cfg 4.0); ``preset="cli"`` is the reference command line's path, and animals get no
-crop, no stitching and no paste-back (``animate_options``).
+lip normalisation, paste-back, the web guidance scale); ``preset="cli"`` is the reference command line's path, and
+animals get no crop, no stitching and no paste-back (``animate_options``). The presets themselves live beside their
+options: ``KeypointOptions.web()/cli()/animal()`` and ``SamplingOptions.web()/cli()/animal()``.
 """
 
 from __future__ import annotations
@@ -27,15 +28,23 @@ import torch
 from .audio import SAMPLE_RATE
 from .audio.io import load_audio
 from .errors import AudioInputError, FaceInputError
+from .face.crop import limited_size
 from .face.driving import driving_crops
 from .face.pasteback import PasteBack
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
 from .keypoints import KeypointComposer, KeypointInfo, KeypointOptions, MotionFrames, keypoint_info_from_heads
 from .models import bundled_face_detector
-from .motion.blinks import blink_delta
+from .motion.blinks import BlinkOptions, apply_blinks, blink_delta
 from .motion.config import MotionGeneratorConfig
-from .motion.edit import lips_absolute, motion_from_pose, reference_frame
-from .motion.sampler import SamplingOptions, audio_model_fingerprint, encode_windows, generate_motion, plan_windows
+from .motion.edit import lips_absolute, mix, motion_from_pose, reference_frame
+from .motion.sampler import (
+    SamplingOptions,
+    WindowPlan,
+    audio_model_fingerprint,
+    encode_windows,
+    generate_motion,
+    plan_windows,
+)
 from .motion.sequence import MotionSequence
 from .progress import Progress, ensure_progress
 from .types import Appearance, AudioFeatures, LivePortraitModels, MotionModel, TargetKeypoints
@@ -59,7 +68,7 @@ class AnimateOptions:
     mode: str = "human"
     preset: str = "web"
     reference: ReferenceOptions = field(default_factory=ReferenceOptions)
-    sampling: SamplingOptions = field(default_factory=lambda: SamplingOptions(cfg_scale=4.0))
+    sampling: SamplingOptions = field(default_factory=SamplingOptions.web)
     keypoints: KeypointOptions = field(default_factory=KeypointOptions.web)
     paste_back: bool = True
     batch_size: int | None = None  # None: default_batch_size(device)
@@ -79,10 +88,11 @@ def animate_options(
     """The preset's options with the user's changes on top.
 
     ``web`` (default): the reference web demo, which made the published results (crop, hull multiplier, stitching,
-    lip normalisation, paste-back, cfg 4.0). ``cli``: the reference command line (no crop, no hull multiplier, no
-    stitching, no lip normalisation, multiplier 1.10, cfg 2.8). ``animal``: the whole image, always relative with the
-    hull multiplier, source scale, no stitching, no paste-back. ``crop``/``stitching``/``paste_back`` switch single
-    features; ``sampling``/``keypoints``/``reference`` replace fields of those option objects.
+    lip normalisation, paste-back, ``SamplingOptions.web()``). ``cli``: the reference command line (no crop, no hull
+    multiplier, no stitching, no lip normalisation, multiplier 1.10, ``SamplingOptions.cli()``). ``animal``: the whole
+    image, always relative with the hull multiplier, source scale, no stitching, no paste-back.
+    ``crop``/``stitching``/``paste_back`` switch single features; ``sampling``/``keypoints``/``reference`` replace
+    fields of those option objects.
     """
     if preset not in PRESETS:
         raise ValueError(f"animate options: preset must be one of {PRESETS}, got {preset!r}")
@@ -94,7 +104,7 @@ def animate_options(
     else:
         ref = ReferenceOptions(mode="human", crop="face" if web else "whole")
         paste = web
-    sampling_options = SamplingOptions(cfg_scale=4.0 if web else 2.8)
+    sampling_options = _preset_sampling(preset, animal)
     if crop is not None:
         if crop and animal:
             raise ValueError("animal mode has no face detector: give a box (crop 'box', --box) to crop an animal")
@@ -119,6 +129,12 @@ def _preset_keypoints(preset: str, animal: bool) -> KeypointOptions:
     if animal:
         return KeypointOptions.animal()
     return KeypointOptions.web() if preset == "web" else KeypointOptions.cli()
+
+
+def _preset_sampling(preset: str, animal: bool) -> SamplingOptions:
+    if preset == "cli":
+        return SamplingOptions.cli()
+    return SamplingOptions.animal() if animal else SamplingOptions.web()
 
 
 def keypoint_options(
@@ -191,6 +207,15 @@ def extract_appearance(models: LivePortraitModels, reference: ReferenceFace, ind
                       lip_ratio=lip, mode=reference.mode)
 
 
+def speech_window_plan(
+    n_samples: int, leading_silence: bool = True, motion_model: MotionModel | None = None,
+) -> WindowPlan:
+    """How ``n_samples`` of 16 kHz speech are cut into windows, and so how many frames are sampled, for
+    ``motion_model`` (None: the released generator's frame and window size), known before any model loads."""
+    config = motion_model.config if motion_model is not None else MotionGeneratorConfig()
+    return plan_windows(n_samples, config.samples_per_frame, config.n_motions, leading_silence)
+
+
 def encode_audio(
     audio: Any, motion_model: MotionModel | None = None, sample_rate: int | None = None,
     leading_silence: bool = True, source: str | None = None, progress: Progress | None = None,
@@ -211,14 +236,11 @@ def encode_audio(
     wave = load_audio(audio, sample_rate)
     if source is None and (isinstance(audio, str) or hasattr(audio, "__fspath__")):
         source = os.fspath(audio)
-    if motion_model is not None:
-        spf, window = motion_model.config.samples_per_frame, motion_model.config.n_motions
-    elif previous is not None:
-        spf, window = previous.plan.samples_per_frame, previous.plan.window_frames
+    if motion_model is None and previous is not None:
+        old = previous.plan
+        plan = plan_windows(int(wave.shape[-1]), old.samples_per_frame, old.window_frames, leading_silence)
     else:
-        default = MotionGeneratorConfig()
-        spf, window = default.samples_per_frame, default.n_motions
-    plan = plan_windows(int(wave.shape[-1]), spf, window, leading_silence)
+        plan = speech_window_plan(int(wave.shape[-1]), leading_silence, motion_model)
     wave = wave.float().cpu()
     if motion_model is None:
         if previous is not None and previous.plan == plan:
@@ -236,11 +258,11 @@ def sample_motion(
     motion_model: MotionModel, audio: AudioFeatures, options: SamplingOptions | None = None,
     progress: Progress | None = None,
 ) -> MotionSequence:
-    """SampleMotionDiffusion: audio -> de-normalised, smoothed motion (defaults: web demo cfg 4.0).
+    """SampleMotionDiffusion: audio -> de-normalised, smoothed motion (default options: ``SamplingOptions.web()``).
 
     Uses the window features of ``audio`` when it has them (no HuBERT pass), else encodes each window while sampling.
     """
-    options = options or SamplingOptions(cfg_scale=4.0)
+    options = options or SamplingOptions.web()
     if options.leading_silence != (audio.plan.leading_pad > 0):
         options = replace(options, leading_silence=audio.plan.leading_pad > 0)
     features = None
@@ -294,6 +316,23 @@ def motion_from_video(
     settings = {"source": "video", "lips_origin": "video", "crop": crop, "frames_without_face": list(crops.missing)}
     return motion_from_pose(exp=info.exp, scale=info.scale, t=info.t, pitch=info.pitch, yaw=info.yaw, roll=info.roll,
                             R=info.R, fps=rate, settings=settings)
+
+
+def video_motion_batch_size(render_batch_size: int | None) -> int:
+    """Frames per motion-extractor pass for a driving video: the render's batch, at least 8 (M is small, so a
+    larger batch pays on every device)."""
+    return max(render_batch_size or 0, 8)
+
+
+def compose_motion(
+    motions: dict[str, MotionSequence], expression: str, head: str | None = None, lips: str | None = None,
+    blinks: BlinkOptions | None = None,
+) -> MotionSequence:
+    """The motion a job renders: the expression from ``motions[expression]``, the head pose and the lips from the
+    sources named by ``head`` / ``lips`` (None: the expression's own), then the blinks."""
+    parts = {k: motions[v] for k, v in (("head", head), ("lips", lips)) if v and v != expression}
+    motion = mix(motions[expression], **parts)
+    return apply_blinks(motion, blinks) if blinks is not None else motion
 
 
 def motion_frames(motion: MotionSequence, start: int = 0, stop: int | None = None) -> MotionFrames:
@@ -354,21 +393,13 @@ def _on_device(frames: MotionFrames, device: torch.device) -> MotionFrames:
                                                                                frames.R)))
 
 
-def paste_back_for(
-    reference: ReferenceFace | None, index: int = 0, crop_size: int = 512, stitching: bool = True,
-) -> PasteBack | None:
-    """The per-source paste-back (mask and sampling grid warped once), or None when the source was not cropped or
-    ``stitching`` is off (logged): without stitching the shoulders move, so the crop no longer fits the photo."""
-    if reference is None:
-        return None
-    if not stitching:
-        log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with stitching); "
-                    "the frames are the %d crop.", crop_size)
-        return None
-    face = reference[index]
-    if face.crop.method == "whole":
-        return None
-    return PasteBack(face.image, face.crop.M_c2o, crop_size=crop_size)
+def output_size_estimate(image_shape: tuple[int, ...], paste_back: bool) -> tuple[int, int]:
+    """(width, height) of the video before any model loads: the photo's (as shrunk for the crop) with paste-back,
+    else the crop's."""
+    if not paste_back:
+        return ReferenceOptions.dsize, ReferenceOptions.dsize
+    h, w = limited_size(image_shape[0], image_shape[1], ReferenceOptions.max_dim)
+    return w + w % 2, h + h % 2
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -377,18 +408,30 @@ def default_batch_size(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 8
 
 
-def render_paste_back(
-    reference: ReferenceFace | None, keypoints: TargetKeypoints, wanted: bool = True, index: int = 0,
-    crop_size: int = 512,
+def pastes_back(wanted: bool, stitching: bool, crop_method: str) -> bool:
+    """Whether the frames go back into the photo: asked for, with stitching on (without it the shoulders move, so
+    the crop no longer fits the photo; the reference pastes back only with stitching) and from a cropped source."""
+    return wanted and stitching and crop_method != "whole"
+
+
+def paste_back_into_photo(
+    reference: ReferenceFace | None, stitching: bool, wanted: bool = True, index: int = 0, crop_size: int = 512,
 ) -> PasteBack | None:
-    """The paste-back a render uses: into the cropped photo ``index`` of ``reference``, and only with stitching on, as
-    in the reference (a request it cannot honour is logged); None renders G's crop."""
+    """The ``PasteBack`` that puts rendered crops back into photo ``index`` of ``reference`` (mask and sampling grid
+    warped once per source), or None when the frames stay G's crop (see :func:`pastes_back`; a request that stitching
+    being off refuses is logged)."""
     if reference is not None and not 0 <= index < len(reference):
         raise FaceInputError(f"render: image_index {index} is out of range: the face holds {len(reference)} "
                              "image(s); use the index given to Extract Appearance.")
-    if not wanted:
+    if not wanted or reference is None:
         return None
-    return paste_back_for(reference, index, crop_size, keypoints.options.stitching)
+    face = reference[index]
+    if not pastes_back(wanted, stitching, face.crop.method):
+        if not stitching:
+            log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with "
+                        "stitching); the frames are the %d crop.", crop_size)
+        return None
+    return PasteBack(face.image, face.crop.M_c2o, crop_size=crop_size)
 
 
 @torch.no_grad()
@@ -485,8 +528,8 @@ def warp_and_render(
     progress: Progress | None = None, index: int = 0,
 ) -> torch.Tensor:
     """WarpAndRender: every frame at once, (N, H, W, 3) float in [0, 1] (the original image's size with paste-back,
-    see :func:`render_paste_back`, else the 512 crop). For long clips prefer :func:`render_video`, which streams."""
-    paster = render_paste_back(reference, keypoints, paste_back, index, models.crop_size)
+    see :func:`paste_back_into_photo`, else the 512 crop). For long clips prefer :func:`render_video`, which streams."""
+    paster = paste_back_into_photo(reference, keypoints.options.stitching, paste_back, index, models.crop_size)
     chunks = render_frames(models, appearance, keypoints, paster, batch_size, progress)
     return _gather(chunks, keypoints.n_frames, _frame_size(models, paster))
 
@@ -499,6 +542,19 @@ def silent_audio(n_frames: int, fps: float) -> tuple[torch.Tensor, int]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The whole job
+
+
+@dataclass(frozen=True, eq=False)
+class SourceFace:
+    """The source of an animation, made once and reused by every clip of that face: the reference face (crops,
+    transforms, ratios) and its appearance (F's volume, source keypoints, W's source compression)."""
+
+    reference: ReferenceFace
+    appearance: Appearance
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.reference[0].notes
 
 
 @dataclass(frozen=True, eq=False)
@@ -545,6 +601,40 @@ class Animation:
     def render(self, models: LivePortraitModels, progress: Progress | None = None) -> torch.Tensor:
         return _gather(self.frames(models, progress), self.n_frames, self.frame_size(models))
 
+    def speech_frames_mismatch(self) -> str | None:
+        """A note when the motion's length is not the speech's (a reused or mixed motion); the video follows the
+        motion."""
+        if self.audio is None:
+            return None
+        kept = self.audio.plan.kept_frames(self.options.sampling.lag_compensation)
+        if kept.stop - kept.start == self.motion.n_frames:
+            return None
+        return (f"the motion has {self.motion.n_frames} frames, the speech needs {kept.stop - kept.start}; the video "
+                "follows the motion.")
+
+
+def prepare_face(
+    image: Any, liveportrait: LivePortraitModels, detector: Any = None, options: AnimateOptions | None = None,
+) -> SourceFace:
+    """Find, crop and read the appearance of the reference face once (LoadReferenceFace + ExtractAppearance)."""
+    options = options or animate_options()
+    reference = load_reference_face(image, detector, options.reference)
+    return SourceFace(reference=reference, appearance=extract_appearance(liveportrait, reference))
+
+
+def animate(
+    face: SourceFace, motion: MotionSequence, liveportrait: LivePortraitModels, options: AnimateOptions | None = None,
+    audio: AudioFeatures | None = None,
+) -> Animation:
+    """A prepared face driven by ``motion``: the target keypoints and the paste-back, the frames left to render.
+    ``audio`` is the speech for the sound track (None: a silent video)."""
+    options = options or animate_options()
+    keypoints = compute_target_keypoints(liveportrait, face.appearance, motion, options.keypoints)
+    paster = paste_back_into_photo(face.reference, options.keypoints.stitching, options.paste_back,
+                                   crop_size=liveportrait.crop_size)
+    return Animation(reference=face.reference, appearance=face.appearance, audio=audio, motion=motion,
+                     keypoints=keypoints, paste_back=paster, options=options)
+
 
 def prepare_animation(
     image: Any,
@@ -566,8 +656,7 @@ def prepare_animation(
         raise ValueError("animate: give a motion model to sample motion, or a saved motion to reuse")
     if motion is None and audio is None:
         raise ValueError("animate: give speech audio to sample motion from")
-    reference = load_reference_face(image, detector, options.reference)
-    appearance = extract_appearance(liveportrait, reference)
+    face = prepare_face(image, liveportrait, detector, options)
     features = None
     if audio is not None:
         # HuBERT only when motion is to be sampled; a reused motion needs the waveform for the sound track alone.
@@ -575,8 +664,4 @@ def prepare_animation(
         features = encode_audio(audio, encoder, sample_rate, options.sampling.leading_silence)
     if motion is None:
         motion = sample_motion(motion_model, features, options.sampling, progress)
-    keypoints = compute_target_keypoints(liveportrait, appearance, motion, options.keypoints)
-    stitching = options.keypoints.stitching
-    paster = paste_back_for(reference, 0, liveportrait.crop_size, stitching) if options.paste_back else None
-    return Animation(reference=reference, appearance=appearance, audio=features, motion=motion, keypoints=keypoints,
-                     paste_back=paster, options=options)
+    return animate(face, motion, liveportrait, options, features)

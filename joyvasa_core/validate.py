@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OptionError
+from .motion.sampler import CLI_CFG_SCALE, WEB_CFG_SCALE
 
 SEED_MAX = 2**64 - 1
 VIDEO_EXTS = (".mp4", ".m4v", ".mov")  # what the mp4 muxer writes and players open under these names
@@ -65,7 +66,8 @@ RANGES: dict[str, Range] = {
                   "another seed)", integer=True),
     "crf": Range(0, 51, "x264's quality scale runs from 0 (lossless) to 51 (worst); the reference uses 18",
                  integer=True),
-    "cfg_scale": Range(0.0, None, "the guidance scale is 0 (no audio guidance) or more; 4.0 web, 2.8 command line"),
+    "cfg_scale": Range(0.0, None, f"the guidance scale is 0 (no audio guidance) or more; {WEB_CFG_SCALE} web, "
+                       f"{CLI_CFG_SCALE} command line"),
     "steps": Range(1, None, "diffusion steps", integer=True),
     "batch_size": Range(1, None, "frames per network pass", integer=True),
     "face_index": Range(0, None, "0 is the first face in the face order", integer=True),

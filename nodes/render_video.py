@@ -8,7 +8,7 @@ import folder_paths
 from comfy_api.input_impl import VideoFromFile
 
 from ..joyvasa_core.audio.io import load_audio
-from ..joyvasa_core.pipeline import render_paste_back, render_video
+from ..joyvasa_core.pipeline import paste_back_into_photo, render_video
 from .errors import NodeError, node_errors
 from .folders import inside
 from .memory import on_device
@@ -56,7 +56,7 @@ class JoyVASARenderVideo:
                format, crf, save_output, face=None, audio=None):
         with node_errors(DISPLAY):
             models = on_device(liveportrait)
-            pb = render_paste_back(face, keypoints, paste_back, image_index, models.crop_size)
+            pb = paste_back_into_photo(face, keypoints.options.stitching, paste_back, image_index, models.crop_size)
             kind = "output" if save_output else "temp"
             root = folder_paths.get_output_directory() if save_output else folder_paths.get_temp_directory()
             if os.path.isabs(filename_prefix) or not inside(os.path.join(root, filename_prefix), root):

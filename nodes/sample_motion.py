@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..joyvasa_core.motion.sampler import SCHEDULERS, SamplingOptions, steps_control
+from ..joyvasa_core.motion.sampler import CLI_CFG_SCALE, SCHEDULERS, WEB_CFG_SCALE, SamplingOptions, steps_control
 from ..joyvasa_core.motion.smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
 from ..joyvasa_core.pipeline import encode_audio, sample_motion
 from ..joyvasa_core.validate import validate_inputs
@@ -16,7 +16,8 @@ DISPLAY = "JoyVASA Sample Motion Diffusion"
 class JoyVASASampleMotionDiffusion:
     DESCRIPTION = (
         "Samples identity-free motion (expression, head pose, scale, translation at 25 fps) from the speech, window "
-        "by window. cfg 4.0 is the web demo's (livelier lips), 2.8 the reference command line's. ddpm runs every "
+        f"by window. cfg {WEB_CFG_SCALE} is the web demo's (livelier lips), {CLI_CFG_SCALE} the reference command "
+        "line's. ddpm runs every "
         "training step (the reference); ddim runs 'steps' of them, faster."
     )
     CATEGORY = "JoyVASA/motion"
@@ -32,8 +33,9 @@ class JoyVASASampleMotionDiffusion:
                 "motion_model": ("JOYVASA_MOTION_MODEL",),
                 "audio_features": ("JOYVASA_AUDIO_FEATURES",),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
-                "cfg_scale": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
-                              "tooltip": "Audio guidance: 4.0 (web demo) for humans, 2.8 the command line's."}),
+                "cfg_scale": ("FLOAT", {"default": WEB_CFG_SCALE, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
+                              "tooltip": f"Audio guidance: {WEB_CFG_SCALE} (web demo) for humans, {CLI_CFG_SCALE} "
+                              "the command line's."}),
                 "sampler": (list(SCHEDULERS), {"default": "ddpm"}),
                 "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "ddim only: denoising steps "
                           "(at most the model's, 50 for the released one). ddpm always runs all of them."}),

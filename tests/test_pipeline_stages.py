@@ -25,9 +25,8 @@ from joyvasa_core.pipeline import (
     compute_target_keypoints,
     encode_audio,
     extract_appearance,
-    paste_back_for,
+    paste_back_into_photo,
     render_frames,
-    render_paste_back,
     sample_motion,
     warp_and_render,
 )
@@ -218,20 +217,20 @@ def test_chunked_rendering_is_batch_size_independent(lp_models, composed):
 
 
 def test_paste_back_only_with_stitching(composed, caplog):
-    """One rule, in paste_back_for, for every caller: no paste-back without stitching (logged), none when not asked,
-    and an image index outside the face is an error that names the input."""
+    """One rule, in paste_back_into_photo, for every caller: no paste-back without stitching (logged), none when not
+    asked, and an image index outside the face is an error that names the input."""
     ref, _, _, _, keypoints, _ = composed
     assert keypoints.options.stitching
-    assert render_paste_back(ref, keypoints) is not None
-    assert render_paste_back(ref, keypoints, wanted=False) is None
-    assert render_paste_back(None, keypoints) is None
+    assert paste_back_into_photo(ref, keypoints.options.stitching) is not None
+    assert paste_back_into_photo(ref, keypoints.options.stitching, wanted=False) is None
+    assert paste_back_into_photo(None, keypoints.options.stitching) is None
     plain = replace(keypoints, options=replace(keypoints.options, stitching=False))
     with caplog.at_level("WARNING"):
-        assert render_paste_back(ref, plain) is None
-        assert paste_back_for(ref, 0, 512, stitching=False) is None
+        assert paste_back_into_photo(ref, plain.options.stitching) is None
+        assert paste_back_into_photo(ref, stitching=False, index=0, crop_size=512) is None
     assert sum("stitching is off" in r.getMessage() for r in caplog.records) == 2
     with pytest.raises(FaceInputError, match="image_index 3"):
-        render_paste_back(ref, keypoints, index=3)
+        paste_back_into_photo(ref, keypoints.options.stitching, index=3)
 
 
 class _CheapRenderer(torch.nn.Module):
@@ -250,7 +249,7 @@ def test_streaming_chunks_paste_back_and_uint8(lp_models, composed):
     ref, appearance, _, _, keypoints, _ = composed
     fast = replace(lp_models, warping=_CheapRenderer(), spade=_CheapRenderer())
     short = replace(keypoints, x_d=keypoints.x_d[:5])
-    pb = paste_back_for(ref, 0, fast.crop_size)
+    pb = paste_back_into_photo(ref, True, index=0, crop_size=fast.crop_size)
     h, w = ref[0].image.shape[:2]
     chunks = list(render_frames(fast, appearance, short, pb, batch_size=2))
     assert [tuple(c.shape) for c in chunks] == [(2, h, w, 3), (2, h, w, 3), (1, h, w, 3)]

@@ -17,6 +17,7 @@ import math
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -31,16 +32,19 @@ from .template import MotionTemplate
 LEADING_PAD_FRAMES = 2  # 1280 samples of silence before the speech (reference commit 8617607)
 TRAILING_PAD_FRAMES = 1  # 640 samples after it
 SCHEDULERS = ("ddpm", "ddim")
+WEB_CFG_SCALE = 4.0  # the reference web demo's guidance (its published results, humans and animals)
+CLI_CFG_SCALE = 2.8  # the reference command line's
 
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How to sample; the defaults are the reference command line's (cfg 2.8, 50-step ancestral DDPM, EMA 0.01)
-    except ``lag_compensation``: on by default, the frames of the leading silence are dropped so frame k shows the
+    """How to sample. The defaults are the web preset (:meth:`web`: cfg 4.0, 50-step ancestral DDPM, EMA 0.01), as
+    ``KeypointOptions()``'s; :meth:`cli` is the reference command line's (cfg 2.8). ``lag_compensation`` is on by
+    default: the frames of the leading silence are dropped so frame k shows the
     mouth for the speech at k/25 s and the video has round(seconds x 25) frames. Off keeps the reference's frames
     (two frames of silence first, the lips trailing the sound by 80 ms)."""
 
-    cfg_scale: float = 2.8
+    cfg_scale: float = WEB_CFG_SCALE
     scheduler: str = "ddpm"
     num_steps: int | None = None
     flexibility: float = 0.0
@@ -51,6 +55,21 @@ class SamplingOptions:
     smoothing: str = "ema"
     smoothing_alpha: float = DEFAULT_EMA_ALPHA
     smoothing_window: int | None = None
+
+    @classmethod
+    def web(cls, **changes: Any) -> SamplingOptions:
+        """The web preset: the reference web demo's guidance (cfg 4.0), which made the published results."""
+        return cls(**{"cfg_scale": WEB_CFG_SCALE, **changes})
+
+    @classmethod
+    def cli(cls, **changes: Any) -> SamplingOptions:
+        """The cli preset: the reference command line's guidance (cfg 2.8)."""
+        return cls(**{"cfg_scale": CLI_CFG_SCALE, **changes})
+
+    @classmethod
+    def animal(cls, **changes: Any) -> SamplingOptions:
+        """Animal mode samples as the web demo's animal examples do (cfg 4.0)."""
+        return cls.web(**changes)
 
     @property
     def pose_smoothing(self) -> PoseSmoothing:
