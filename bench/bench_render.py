@@ -2,9 +2,10 @@
 
 The reference-equivalent loop is what the reference does for every frame: batch 1, fp32, default memory format,
 W then G, the whole source volume passed to W every time (its compression recomputed, the volume repeated for the
-22 motions), SPADE's label map resized and normalised per block. It is written out here from the networks' own
-layers (plain ``nn.Conv*`` / ``BatchNorm`` / folded spectral-norm weights), so it stays the reference's op order
-whatever our forward does. Our side is ``pipeline.render_frames`` as the pipeline runs it, in fp32 and in bf16.
+22 motions), SPADE's label map resized and normalised per block: ``joyvasa_core.liveportrait.plain``, written
+from the networks' own layers (plain ``nn.Conv*`` / ``BatchNorm`` / folded spectral-norm weights), so it stays
+the reference's op order whatever our forward does. Our side is ``pipeline.render_frames`` as the pipeline runs it,
+in fp32 and in bf16.
 
 Both run on the same fill-rule weights (official widths, or ``--small``), the same source feature volume and the same
 driving keypoints (interpolated between the fixture's two driving frames), in interleaved rounds; the speed-ups are
@@ -32,7 +33,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors import safe_open
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,7 +44,7 @@ from bench_liveportrait import PeakRSS  # noqa: E402
 from joyvasa_core.face.pasteback import PasteBack  # noqa: E402
 from joyvasa_core.keypoints import KeypointOptions, keypoint_info_from_heads  # noqa: E402
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks  # noqa: E402
-from joyvasa_core.liveportrait.blocks import make_coordinate_grid  # noqa: E402
+from joyvasa_core.liveportrait.plain import render_plain  # noqa: E402
 from joyvasa_core.pipeline import render_frames  # noqa: E402
 from joyvasa_core.types import Appearance, LivePortraitModels, TargetKeypoints  # noqa: E402
 from joyvasa_core.video import VideoWriter  # noqa: E402
@@ -62,82 +62,6 @@ def load_fill_rule():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# The reference-equivalent per-frame computation
-
-
-def reference_warp(warping: torch.nn.Module, feature: torch.Tensor, kp_source: torch.Tensor,
-                   kp_driving: torch.Tensor) -> torch.Tensor:
-    """W's ``out`` for one frame, in the reference's order of operations."""
-    dm = warping.dense_motion_network
-    bs, _, d, h, w = feature.shape
-    fc = F.relu(dm.norm(dm.compress(feature)))
-    k1 = dm.num_kp + 1
-    grid = make_coordinate_grid((d, h, w), dtype=kp_source.dtype)
-    identity = grid.view(1, 1, d, h, w, 3)
-    shifted = identity - kp_driving.view(bs, -1, 1, 1, 1, 3) + kp_source.view(bs, -1, 1, 1, 1, 3)
-    sparse = torch.cat([identity.repeat(bs, 1, 1, 1, 1, 1), shifted], dim=1)
-    repeated = fc.unsqueeze(1).repeat(1, k1, 1, 1, 1, 1).view(bs * k1, -1, d, h, w)
-    deformed = F.grid_sample(repeated, sparse.view(bs * k1, d, h, w, 3), align_corners=False).view(bs, k1, -1, d, h, w)
-    var = dm.config.kp_variance
-    g_d = torch.exp(-0.5 * ((identity - kp_driving.view(bs, -1, 1, 1, 1, 3)) ** 2).sum(-1) / var)
-    g_s = torch.exp(-0.5 * ((identity - kp_source.view(bs, -1, 1, 1, 1, 3)) ** 2).sum(-1) / var)
-    heat = torch.cat([torch.zeros(bs, 1, d, h, w), g_d - g_s], dim=1).unsqueeze(2)
-    x = torch.cat([heat, deformed], dim=2).view(bs, -1, d, h, w)
-    skips = [x]
-    for block in dm.hourglass.encoder.down_blocks:
-        skips.append(F.avg_pool3d(F.relu(block.norm(block.conv(skips[-1]))), (1, 2, 2)))
-    out = skips.pop()
-    dec = dm.hourglass.decoder
-    for block in dec.up_blocks:
-        out = F.relu(block.norm(block.conv(F.interpolate(out, scale_factor=(1, 2, 2)))))
-        out = torch.cat([out, skips.pop()], dim=1)
-    pred = F.relu(dec.norm(dec.conv(out)))
-    mask = F.softmax(dm.mask(pred), dim=1).unsqueeze(2)
-    deformation = (sparse.permute(0, 1, 5, 2, 3, 4) * mask).sum(dim=1).permute(0, 2, 3, 4, 1)
-    occlusion = torch.sigmoid(dm.occlusion(pred.view(bs, -1, h, w)))
-    warped = F.grid_sample(feature, deformation, align_corners=False)
-    third = warping.third
-    out = F.leaky_relu(third.norm(third.conv(warped.view(bs, -1, h, w))), 0.01)
-    return warping.fourth(out) * occlusion
-
-
-def _spade(norm: torch.nn.Module, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-    normalized = F.instance_norm(x, eps=1e-5)
-    actv = norm.mlp_shared(F.interpolate(seg, size=x.shape[2:], mode="nearest"))
-    return normalized * (1 + norm.mlp_gamma(actv)) + norm.mlp_beta(actv)
-
-
-def _sn_conv(conv: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return F.conv2d(x, conv.weight, conv.bias, padding=conv.padding)
-
-
-def _resblock(block: torch.nn.Module, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-    x_s = _sn_conv(block.conv_s, _spade(block.norm_s, x, seg)) if block.learned_shortcut else x
-    dx = _sn_conv(block.conv_0, F.leaky_relu(_spade(block.norm_0, x, seg), 0.2))
-    dx = _sn_conv(block.conv_1, F.leaky_relu(_spade(block.norm_1, dx, seg), 0.2))
-    return x_s + dx
-
-
-def reference_generate(spade: torch.nn.Module, feature: torch.Tensor) -> torch.Tensor:
-    """G's image for one frame, in the reference's order of operations."""
-    x = spade.fc(feature)
-    for i in range(6):
-        x = _resblock(getattr(spade, f"G_middle_{i}"), x, feature)
-    x = _resblock(spade.up_0, F.interpolate(x, scale_factor=2), feature)
-    x = _resblock(spade.up_1, F.interpolate(x, scale_factor=2), feature)
-    return torch.sigmoid(spade.conv_img(F.leaky_relu(x, 0.2)))
-
-
-def reference_loop(warping, spade, feature, x_s, x_d) -> torch.Tensor:
-    """(N, H, W, 3): W then G per frame, batch 1, fp32."""
-    frames = []
-    for i in range(x_d.shape[0]):
-        image = reference_generate(spade, reference_warp(warping, feature, x_s, x_d[i : i + 1]))
-        frames.append(image.permute(0, 2, 3, 1))
-    return torch.cat(frames)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -265,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     appearances = {k: setup.appearance(m) for k, m in models.items()}
     x_d = setup.driving(args.frames)
     runs: dict[str, Callable[[], torch.Tensor]] = {
-        "reference fp32": lambda: reference_loop(warping, spade, setup.feature, setup.x_s, x_d),
+        "reference fp32": lambda: render_plain(warping, spade, setup.feature, setup.x_s, x_d),
         **{f"ours {k}": (lambda k=k: ours(setup, models[k], appearances[k], x_d, args.batch)) for k in variants},
     }
     # One untimed pass of each: first-call costs (weight preparation, allocator growth) are not per frame.

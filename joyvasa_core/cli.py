@@ -69,17 +69,12 @@ def _box(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not x,y,w,h (four numbers, e.g. 120,40,300,300)") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    """Inputs, models, output and the preset."""
     from .download import user_models_dir
-    from .face.select import FACE_ORDERS
-    from .models import DETECTOR_RANGES
     from .motion.sampler import CLI_CFG_SCALE as cli_cfg
     from .motion.sampler import WEB_CFG_SCALE as web_cfg
 
-    p = OneLineParser(
-        prog="python -m joyvasa_core",
-        description="Make a portrait (or an animal face) talk from speech: JoyVASA motion + LivePortrait rendering.",
-    )
     p.add_argument("--image", help="reference portrait (png/jpg) [the shipped example portrait]")
     p.add_argument("--audio", help="speech (wav/flac/mp3/m4a...) [with the example portrait: its speech, unless a "
                    "motion drives it; with your own portrait give --audio, --motion or --motion-from-video]")
@@ -95,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS,
                    help=f"web = the reference demo's path (crop, stitching, paste-back, cfg {web_cfg}); cli = the "
                         f"reference command line's (no crop, no stitching, multiplier 1.1, cfg {cli_cfg}) [web]")
+
+
+def _add_sampling_and_render_options(p: argparse.ArgumentParser) -> None:
+    from .motion.sampler import CLI_CFG_SCALE as cli_cfg
+    from .motion.sampler import WEB_CFG_SCALE as web_cfg
+
     p.add_argument("--cfg-scale", type=float,
                    help=f"classifier-free guidance scale (preset: web {web_cfg}, cli {cli_cfg})")
     p.add_argument("--steps", type=int, help="diffusion steps (default: all of the checkpoint's, 50)")
@@ -109,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-stitching", action="store_true", help="no stitching (also disables paste-back)")
     p.add_argument("--batch-size", type=int, help="frames per warp/render batch [1 on CPU, 8 on GPU]")
     p.add_argument("--crf", type=int, help="x264 quality, lower is better (reference 18) [18]")
+
+
+def _add_face_options(p: argparse.ArgumentParser) -> None:
+    from .face.select import FACE_ORDERS
+    from .loading import DETECTOR_RANGES
+
     p.add_argument("--detector", choices=DETECTORS,
                    help="face detector: official ONNX files when present, else the bundled one [auto]")
     p.add_argument("--detector-range", choices=DETECTOR_RANGES,
@@ -119,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--box", type=_box, metavar="X,Y,W,H",
                    help="crop this box (image pixels: top-left corner, width, height) instead of detecting a face, "
                         "e.g. one face of a group photo or an animal's head")
+
+
+def _add_motion_options(p: argparse.ArgumentParser) -> None:
+    """Where the motion comes from, what is done to it and the files written besides the video."""
     p.add_argument("--save-motion", metavar="FILE", help="also save the motion used (.safetensors)")
     p.add_argument("--motion", metavar="FILE", help="reuse a saved motion (.safetensors) or a LivePortrait driving "
                    "template (.pkl) instead of sampling one")
@@ -138,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the reference's two frames of leading silence (the lips then trail the sound by "
                         "80 ms); by default they are dropped and the video has round(seconds x 25) frames")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's flags; their defaults are ``job.OPTION_DEFAULTS`` (one table for every front end)."""
+    p = OneLineParser(
+        prog="python -m joyvasa_core",
+        description="Make a portrait (or an animal face) talk from speech: JoyVASA motion + LivePortrait rendering.",
+    )
+    for add in (_add_job_options, _add_sampling_and_render_options, _add_face_options, _add_motion_options):
+        add(p)
     p.set_defaults(**{k: v for k, v in OPTION_DEFAULTS.items() if k != "models"})
     return p
 
@@ -161,7 +182,7 @@ def _models_line(models: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     """Plan, check, load, run: the job of ``args``, its progress on tqdm bars and stderr."""
     from .job import JobReport, check_job, load_job_models, plan_job, run_job
-    from .models import auto_dtype
+    from .loading import auto_dtype
     from .progress import TqdmFileProgress, TqdmProgress
     from .types import dtype_name
 

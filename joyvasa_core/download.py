@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import Cancelled, CheckpointError
-from .model_files import (
+from .model_catalog import (
     ANIMAL,
     ANIMAL_V10,
     ANIMAL_V11,
@@ -82,19 +82,19 @@ def offline() -> bool:
 
 def feature_paths(models_dir: str | os.PathLike, feature: str) -> list[Path] | None:
     """The files the loaders would use for ``feature`` under ``models_dir`` (any accepted layout), or None."""
-    from . import models
+    from . import loading
 
     root = Path(models_dir).expanduser()
     if not root.is_dir():
         return None
     if feature == OFFICIAL_DETECTOR:
-        dirs = models.official_detector_dirs(root)
+        dirs = loading.official_detector_dirs(root)
         return None if dirs is None else [dirs[0], dirs[1]]
     try:
         if feature == MOTION_GENERATOR:
-            return list(models.find_joyvasa_files(root))
+            return list(loading.find_joyvasa_files(root))
         if feature in (HUMAN, ANIMAL, ANIMAL_V10, ANIMAL_V11):
-            return list(models.find_liveportrait_files(root, feature).paths.values())
+            return list(loading.find_liveportrait_files(root, feature).paths.values())
     except CheckpointError:
         return None
     raise ValueError(f"unknown model feature {feature!r}")
@@ -267,7 +267,7 @@ def _probe(files: list[ModelFile]) -> tuple[dict[str, int], dict[str, str], str 
 
 def check_downloaded(file: ModelFile, path: Path) -> None:
     """Open a freshly downloaded file with the strict readers (HTML pages, truncated or wrong files fail here)."""
-    from .checkpoints.files import EMPTY, HTML, LFS_POINTER, sniff_format
+    from .checkpoints.containers import EMPTY, HTML, LFS_POINTER, sniff_format
 
     if file.kind == KIND_LIVEPORTRAIT:
         from .checkpoints.liveportrait import load_liveportrait_state_dict

@@ -5,9 +5,9 @@
   no model loaded, so tests and a batch's first pass can check it cheaply.
 * :func:`check_job` reads and checks the plan's files (inputs readable, outputs writable, room on the disk): the
   rest of the validation, still before any model loads.
-* :func:`load_job_models` fetches and loads what the plan needs into a :class:`~joyvasa_core.models.ModelSet`, the
+* :func:`load_job_models` fetches and loads what the plan needs into a :class:`~joyvasa_core.loading.ModelSet`, the
   holder a batch worker or a live session keeps between jobs.
-* :func:`run_job` drives the pipeline's stages (``pipeline.prepare_face``, ``encode_audio``, ``sample_motion``,
+* :func:`run_job` drives the pipeline's stages (``pipeline.prepare_face``, ``prepare_speech``, ``sample_motion``,
   ``compose_motion``, ``animate``, ``Animation.write_video``) and writes every output.
 """
 
@@ -39,12 +39,12 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .models import ModelSet
+    from .loading import ModelSet
     from .motion.blinks import BlinkOptions
     from .motion.sequence import MotionSequence
     from .pipeline import AnimateOptions, Animation
     from .progress import Progress
-    from .types import AudioFeatures
+    from .types import Speech
     from .video import VideoFile
 
 SEED_DRAW_LIMIT = 2**31  # a drawn seed stays printable and fits every RNG
@@ -85,8 +85,8 @@ class ModelsPlan:
 
     @property
     def features(self) -> list[str]:
-        """The model-file features to fetch (``model_files``): optional files only when asked for by name."""
-        from .model_files import ANIMAL, HUMAN, MOTION_GENERATOR, OFFICIAL_DETECTOR
+        """The model-file features to fetch (``model_catalog``): optional files only when asked for by name."""
+        from .model_catalog import ANIMAL, HUMAN, MOTION_GENERATOR, OFFICIAL_DETECTOR
 
         needed = [ANIMAL if self.animal else HUMAN] + ([MOTION_GENERATOR] if self.motion_model else [])
         if self.detector == "official" and not self.animal:
@@ -176,7 +176,7 @@ def _with_example(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def _animate_options(v: Mapping[str, Any]) -> AnimateOptions:
-    from .pipeline import animate_options
+    from .pipeline import animate_options, box_corners
 
     sampling: dict[str, Any] = {"seed": v["seed"], "scheduler": v["sampler"],
                                 "lag_compensation": not v["reference_lag"]}
@@ -194,12 +194,6 @@ def _animate_options(v: Mapping[str, Any]) -> AnimateOptions:
     )
 
 
-def box_corners(box: tuple[float, ...]) -> tuple[float, float, float, float]:
-    """A box given as x, y, width, height (how a user measures it) as the corners x0, y0, x1, y1 the crop takes."""
-    x, y, w, h = box
-    return (x, y, x + w, y + h)
-
-
 def plan_job(
     values: Mapping[str, Any], words: Words = CLI, draw_seed: Callable[[], int] | None = None,
 ) -> JobPlan:
@@ -207,7 +201,7 @@ def plan_job(
     option checked (``validate``), nothing read from disk. No seed: one is drawn (``draw_seed``) and kept in the
     plan, so the run can be repeated."""
     from .download import user_models_dir
-    from .models import resolve_device
+    from .loading import resolve_device
     from .motion.blinks import BlinkOptions
 
     v = _with_example(option_values(values))
@@ -342,7 +336,7 @@ def load_job_models(
     """The ``ModelSet`` a plan needs: missing files fetched (when allowed), then loaded; with it the checks that
     need the models (steps against the checkpoint's). Returns ``(models, fetched files)``."""
     from .download import download_missing
-    from .models import load_models
+    from .loading import load_models
 
     need = plan.models if isinstance(plan, JobPlan) else plan
     fetched = download_missing(need.root, need.features, allow=need.download, progress=file_progress)
@@ -393,39 +387,40 @@ class JobReport:
 
 def job_motions(
     plan: JobPlan, inputs: JobInputs, models: ModelSet, report: JobReport,
-) -> tuple[dict[str, MotionSequence], AudioFeatures | None]:
+) -> tuple[dict[str, MotionSequence], Speech | None]:
     """Each motion the plan's sources name: sampled from the speech, read from the driving video, or the saved one;
-    and the speech's features (None without speech to sample)."""
-    from .pipeline import encode_audio, motion_from_video, sample_motion
+    and the prepared speech (None without speech to sample)."""
+    from .pipeline import motion_from_video, prepare_speech, sample_motion
 
     motions: dict[str, MotionSequence] = {}
-    features = None
+    speech = None
     if inputs.motion is not None:
         motions["motion"] = inputs.motion
     with report.stage("motion") as bar:
         if plan.sources.samples_speech:
             sampling = plan.options.sampling
-            features = encode_audio(inputs.speech, models.motion_model, leading_silence=sampling.leading_silence)
-            motions["speech"] = sample_motion(models.motion_model, features, sampling, bar)
+            speech = prepare_speech(inputs.speech, models.motion_model, leading_silence=sampling.leading_silence)
+            motions["speech"] = sample_motion(models.motion_model, speech, sampling, bar)
             report.log(f"motion: {motions['speech']!r}")
         if inputs.video is not None:
             frames, fps = inputs.video
             motions["video"] = motion_from_video(models.liveportrait, frames, models.detector, fps=fps,
                                                  batch_size=plan.video_batch_size, progress=bar)
             report.log(f"video motion: {motions['video']!r}")
-    return motions, features
+    return motions, speech
 
 
 def write_side_outputs(plan: JobPlan, inputs: JobInputs, animation: Animation, report: JobReport) -> None:
     """The files besides the video: the motion used, a LivePortrait driving template, the motion preview."""
     from .audio import SAMPLE_RATE
     from .checkpoints.driving_template import write_driving_template
+    from .checkpoints.motion_sequence import write_motion_sequence
     from .images import write_png
     from .motion.preview import render_motion_preview
 
     outputs = inputs.outputs
     if outputs.get("save_motion") is not None:
-        animation.motion.save(outputs["save_motion"])
+        write_motion_sequence(animation.motion, outputs["save_motion"])
         report.log(f"motion saved to {outputs['save_motion']}")
     if outputs.get("export_template") is not None:
         write_driving_template(animation.motion, outputs["export_template"])
@@ -448,18 +443,18 @@ def run_job(
     the side files, then the video, streamed to its final name. Returns the ``VideoFile`` written."""
     import torch
 
-    from .pipeline import animate, compose_motion, default_batch_size, encode_audio, prepare_face
+    from .pipeline import animate, compose_motion, default_batch_size, prepare_face, prepare_speech
 
     report = report or JobReport()
     inputs = inputs if inputs is not None else check_job(plan)
     lp = models.liveportrait
     with torch.inference_mode():
-        motions, features = job_motions(plan, inputs, models, report)
+        motions, speech = job_motions(plan, inputs, models, report)
         motion = compose_motion(motions, plan.sources.expression, plan.sources.head, plan.sources.lips, plan.blinks)
         face = prepare_face(inputs.image, lp, models.detector, plan.options)
-        if features is None and inputs.speech is not None:  # the sound track of a reused motion
-            features = encode_audio(inputs.speech, None, leading_silence=plan.options.sampling.leading_silence)
-        animation = animate(face, motion, lp, plan.options, features)
+        if speech is None and inputs.speech is not None:  # the sound track of a reused motion
+            speech = prepare_speech(inputs.speech, None, leading_silence=plan.options.sampling.leading_silence)
+        animation = animate(face, motion, lp, plan.options, speech)
     for note in face.notes + tuple(filter(None, [animation.speech_frames_mismatch()])):
         report.note(note)
     write_side_outputs(plan, inputs, animation, report)

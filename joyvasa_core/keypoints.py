@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -137,20 +137,6 @@ class MotionFrames:
     scale: torch.Tensor  # (N,1)
     t: torch.Tensor  # (N,3)
     R: torch.Tensor  # (N,3,3)
-
-    @classmethod
-    def from_angles(
-        cls,
-        exp: torch.Tensor,
-        scale: torch.Tensor,
-        t: torch.Tensor,
-        pitch: torch.Tensor,
-        yaw: torch.Tensor,
-        roll: torch.Tensor,
-    ) -> MotionFrames:
-        """Build R from degrees with :func:`rotation_matrix`."""
-        n = exp.shape[0]
-        return cls(_as_points(exp), scale.reshape(n, 1), t.reshape(n, 3), rotation_matrix(pitch, yaw, roll))
 
     def __len__(self) -> int:
         return self.exp.shape[0]
@@ -394,7 +380,9 @@ class KeypointOptions:
     sensible one for a human portrait; :meth:`cli` is the reference command line's, :meth:`animal` the animal path.
     """
 
-    relative_motion: bool = True  # enables the hull multiplier and lip normalisation (composition is always relative)
+    # The reference's flag_relative_motion: composition is always relative here; the flag switches the adjustments
+    # that come with it: the hull multiplier, lip normalisation, retargeting on the source keypoints.
+    relative_adjustments: bool = True
     driving_option: str = "expression-friendly"  # "expression-friendly" = hull multiplier, "pose-friendly" = none
     stitching: bool = True
     normalize_lip: bool = True
@@ -415,7 +403,7 @@ class KeypointOptions:
 
     @property
     def uses_hull_multiplier(self) -> bool:
-        return self.relative_motion and self.driving_option == "expression-friendly"
+        return self.relative_adjustments and self.driving_option == "expression-friendly"
 
     @classmethod
     def web(cls) -> KeypointOptions:
@@ -425,36 +413,12 @@ class KeypointOptions:
     @classmethod
     def cli(cls) -> KeypointOptions:
         """The cli preset: no hull multiplier, no stitching, no lip normalisation, multiplier 1.10."""
-        return cls(relative_motion=False, stitching=False, normalize_lip=False, driving_multiplier=1.1)
+        return cls(relative_adjustments=False, stitching=False, normalize_lip=False, driving_multiplier=1.1)
 
     @classmethod
     def animal(cls) -> KeypointOptions:
         """Animal mode: always relative with the hull multiplier, no lip override, source scale, no stitching."""
         return cls(stitching=False, normalize_lip=False, lip_absolute=False, relative_scale=False)
-
-    @classmethod
-    def from_flags(cls, flags: Mapping[str, Any], base: KeypointOptions | None = None) -> KeypointOptions:
-        """Options from reference-style flag names (``flag_relative_motion``, ``flag_stitching``, ...), as in the
-        JoyVASA argument config and the fixture recipes; unknown keys are ignored, missing ones keep ``base``."""
-        names = {
-            "flag_relative_motion": "relative_motion",
-            "flag_stitching": "stitching",
-            "flag_normalize_lip": "normalize_lip",
-            "flag_eye_retargeting": "eye_retargeting",
-            "flag_lip_retargeting": "lip_retargeting",
-            "lip_normalize_threshold": "lip_normalize_threshold",
-            "c_d_lip": "lip_normalize_target",
-            "driving_multiplier": "driving_multiplier",
-            "animation_region": "animation_region",
-        }
-        kw: dict[str, Any] = {}
-        for key, attr in names.items():
-            if key in flags:
-                kw[attr] = flags[key]
-        option = flags.get("driving_option")
-        if isinstance(option, str):
-            kw["driving_option"] = next((o for o in DRIVING_OPTIONS if option.startswith(o)), option)
-        return replace(base or cls(), **kw)
 
 
 @dataclass
@@ -498,7 +462,7 @@ class KeypointComposer:
             self.motion_multiplier = hull_motion_multiplier(self.x_s, self.x_d0)
         if (
             opts.normalize_lip
-            and opts.relative_motion
+            and opts.relative_adjustments
             and not (opts.eye_retargeting or opts.lip_retargeting)
             and self.source_lip_ratio is not None
         ):
@@ -541,7 +505,7 @@ class KeypointComposer:
                 c_s = torch.as_tensor(self.source_lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 c_d = torch.as_tensor(lip_ratio, dtype=x.dtype).reshape(-1, 1).expand(n, 1)
                 retarget_lip = lip_retarget_delta(self.retargeting, x_s, torch.cat([c_s, c_d], dim=1))
-            x = apply_retargeting(x_s if opts.relative_motion else x, retarget_eye, retarget_lip)
+            x = apply_retargeting(x_s if opts.relative_adjustments else x, retarget_eye, retarget_lip)
         x = apply_retargeting(x, eye_delta)  # blinks, on top of any retargeting
         x_pre = x
         stitch_delta = None

@@ -33,10 +33,10 @@ from .face.driving import driving_crops
 from .face.pasteback import PasteBack
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
 from .keypoints import KeypointComposer, KeypointInfo, KeypointOptions, MotionFrames, keypoint_info_from_heads
-from .models import bundled_face_detector
+from .loading import bundled_face_detector
 from .motion.blinks import BlinkOptions, apply_blinks, blink_delta
 from .motion.config import MotionGeneratorConfig
-from .motion.edit import lips_absolute, mix, motion_from_pose, reference_frame
+from .motion.edit import fit_length, lips_absolute, mix, motion_from_pose, reference_frame, trim
 from .motion.sampler import (
     SamplingOptions,
     WindowPlan,
@@ -47,7 +47,7 @@ from .motion.sampler import (
 )
 from .motion.sequence import MotionSequence
 from .progress import Progress, ensure_progress
-from .types import Appearance, AudioFeatures, LivePortraitModels, MotionModel, TargetKeypoints
+from .types import Appearance, LivePortraitModels, MotionModel, Speech, TargetKeypoints
 from .video import VideoFile, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def _preset_sampling(preset: str, animal: bool) -> SamplingOptions:
 def keypoint_options(
     preset: str = "auto",
     face_mode: str = "human",
-    relative_motion: bool | None = None,
+    relative_adjustments: bool | None = None,
     stitching: bool | None = None,
     normalize_lip: bool | None = None,
     driving_multiplier: float = 0.0,
@@ -152,7 +152,7 @@ def keypoint_options(
         raise ValueError(f"keypoint options: preset must be one of {KEYPOINT_PRESETS}, got {preset!r}")
     animal = preset == "animal" or (preset == "auto" and face_mode == "animal")
     changes: dict[str, Any] = {
-        "relative_motion": relative_motion, "stitching": stitching, "normalize_lip": normalize_lip,
+        "relative_adjustments": relative_adjustments, "stitching": stitching, "normalize_lip": normalize_lip,
         "animation_region": animation_region, "driving_multiplier": driving_multiplier or None,
     }
     return replace(_preset_keypoints("cli" if preset == "cli" else "web", animal),
@@ -161,6 +161,23 @@ def keypoint_options(
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Stages
+
+
+def box_corners(box: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """A box as x, y, width, height (how a user measures it) -> the corners x0, y0, x1, y1 the crop takes."""
+    x, y, w, h = box
+    return (x, y, x + w, y + h)
+
+
+def reference_box(crop: str, x: float, y: float, w: float, h: float) -> tuple[float, float, float, float] | None:
+    """LoadReferenceFace's box widgets: the corners for crop ``box`` (a positive width and height needed), else
+    None (the widgets are ignored)."""
+    if crop != "box":
+        return None
+    if w <= 0 or h <= 0:
+        raise FaceInputError(f"crop 'box' needs box_w and box_h above 0 (got {w}x{h}): set the face's rectangle in "
+                             "image pixels, box_x/box_y its top-left corner.")
+    return box_corners((x, y, w, h))
 
 
 def load_reference_face(image: Any, detector: Any = None, options: ReferenceOptions | None = None) -> ReferenceFace:
@@ -216,18 +233,18 @@ def speech_window_plan(
     return plan_windows(n_samples, config.samples_per_frame, config.n_motions, leading_silence)
 
 
-def encode_audio(
+def prepare_speech(
     audio: Any, motion_model: MotionModel | None = None, sample_rate: int | None = None,
     leading_silence: bool = True, source: str | None = None, progress: Progress | None = None,
-) -> AudioFeatures:
+) -> Speech:
     """EncodeAudio: decode/downmix/resample to 16 kHz mono, plan the windows (frame count known up front) and, given
     the motion model, run HuBERT on every window once.
 
     The features depend on the audio, the padding and the model only, so every later ``sample_motion`` (another
-    seed, cfg or step count) reuses them. ``audio`` may be an ``AudioFeatures``: its features are kept when this
+    seed, cfg or step count) reuses them. ``audio`` may be a ``Speech``: its window features are kept when this
     model (or no model: its own window size then) and padding made them, else its waveform is encoded again.
     """
-    previous = audio if isinstance(audio, AudioFeatures) else None
+    previous = audio if isinstance(audio, Speech) else None
     if previous is not None:
         audio, sample_rate = previous.waveform, previous.sample_rate
         source = source if source is not None else previous.source
@@ -245,17 +262,17 @@ def encode_audio(
     if motion_model is None:
         if previous is not None and previous.plan == plan:
             return replace(previous, source=source)
-        return AudioFeatures(waveform=wave, plan=plan, sample_rate=SAMPLE_RATE, source=source)
+        return Speech(waveform=wave, plan=plan, sample_rate=SAMPLE_RATE, source=source)
     fingerprint = audio_model_fingerprint(motion_model.generator)
     if previous is not None and previous.plan == plan and previous.model_fingerprint == fingerprint:
         return replace(previous, source=source)
     features = encode_windows(motion_model.generator, wave, leading_silence, progress)[0]
-    return AudioFeatures(waveform=wave, plan=plan, sample_rate=SAMPLE_RATE, source=source, features=features,
-                         model_fingerprint=fingerprint)
+    return Speech(waveform=wave, plan=plan, sample_rate=SAMPLE_RATE, source=source, window_features=features,
+                  model_fingerprint=fingerprint)
 
 
 def sample_motion(
-    motion_model: MotionModel, audio: AudioFeatures, options: SamplingOptions | None = None,
+    motion_model: MotionModel, audio: Speech, options: SamplingOptions | None = None,
     progress: Progress | None = None,
 ) -> MotionSequence:
     """SampleMotionDiffusion: audio -> de-normalised, smoothed motion (default options: ``SamplingOptions.web()``).
@@ -266,7 +283,7 @@ def sample_motion(
     if options.leading_silence != (audio.plan.leading_pad > 0):
         options = replace(options, leading_silence=audio.plan.leading_pad > 0)
     features = None
-    if audio.features is not None:
+    if audio.window_features is not None:
         fingerprint = audio_model_fingerprint(motion_model.generator)
         if audio.model_fingerprint != fingerprint:
             raise AudioInputError(
@@ -274,7 +291,7 @@ def sample_motion(
                 f"{audio.model_fingerprint}, this model {fingerprint}). Connect the same motion model to Encode "
                 "Audio, or leave its motion_model input empty."
             )
-        features = audio.features
+        features = audio.window_features
     return generate_motion(motion_model.generator, audio.waveform, motion_model.template, options, progress=progress,
                            window_features=features)
 
@@ -333,6 +350,14 @@ def compose_motion(
     parts = {k: motions[v] for k, v in (("head", head), ("lips", lips)) if v and v != expression}
     motion = mix(motions[expression], **parts)
     return apply_blinks(motion, blinks) if blinks is not None else motion
+
+
+def fit_motion(motion: MotionSequence, start: int = 0, stop: int = 0, length: int = 0,
+               mode: str = "loop") -> MotionSequence:
+    """FitMotion: frames [start, stop) (``stop`` 0: to the end), then looped / ping-ponged / held to ``length``
+    frames (0: the trimmed length)."""
+    part = trim(motion, start, stop or None)
+    return fit_length(part, length, mode) if length else part
 
 
 def motion_frames(motion: MotionSequence, start: int = 0, stop: int | None = None) -> MotionFrames:
@@ -563,7 +588,7 @@ class Animation:
 
     reference: ReferenceFace
     appearance: Appearance
-    audio: AudioFeatures | None
+    audio: Speech | None
     motion: MotionSequence
     keypoints: TargetKeypoints
     paste_back: PasteBack | None
@@ -598,9 +623,6 @@ class Animation:
         return render_video(models, self.appearance, self.keypoints, path, self.paste_back, self.options.batch_size,
                             audio, crf, progress, overwrite)
 
-    def render(self, models: LivePortraitModels, progress: Progress | None = None) -> torch.Tensor:
-        return _gather(self.frames(models, progress), self.n_frames, self.frame_size(models))
-
     def speech_frames_mismatch(self) -> str | None:
         """A note when the motion's length is not the speech's (a reused or mixed motion); the video follows the
         motion."""
@@ -624,7 +646,7 @@ def prepare_face(
 
 def animate(
     face: SourceFace, motion: MotionSequence, liveportrait: LivePortraitModels, options: AnimateOptions | None = None,
-    audio: AudioFeatures | None = None,
+    audio: Speech | None = None,
 ) -> Animation:
     """A prepared face driven by ``motion``: the target keypoints and the paste-back, the frames left to render.
     ``audio`` is the speech for the sound track (None: a silent video)."""
@@ -661,7 +683,7 @@ def prepare_animation(
     if audio is not None:
         # HuBERT only when motion is to be sampled; a reused motion needs the waveform for the sound track alone.
         encoder = motion_model if motion is None else None
-        features = encode_audio(audio, encoder, sample_rate, options.sampling.leading_silence)
+        features = prepare_speech(audio, encoder, sample_rate, options.sampling.leading_silence)
     if motion is None:
         motion = sample_motion(motion_model, features, options.sampling, progress)
     return animate(face, motion, liveportrait, options, features)

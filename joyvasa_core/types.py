@@ -24,7 +24,7 @@ from .motion.template import MotionTemplate
 
 __all__ = [
     "Appearance",
-    "AudioFeatures",
+    "Speech",
     "LivePortraitModels",
     "MotionModel",
     "MotionSequence",
@@ -77,16 +77,16 @@ class Appearance:
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class AudioFeatures:
-    """Speech ready for the motion generator: the 16 kHz mono waveform, how it is cut into windows, and (when a
-    motion model was given) every window's 25 fps features.
+class Speech:
+    """Speech ready for the motion generator: the 16 kHz mono waveform, how it is cut into windows, and (once a
+    motion model encoded them) every window's 25 fps features.
 
-    ``features`` (W, T, D) are HuBERT + feature map per window (``motion.sampler.encode_windows``): they depend on the
-    audio, the padding and the audio networks only, so re-sampling with another seed, cfg or step count reuses them
-    instead of running HuBERT again. ``model_fingerprint`` names the networks that made them
+    ``window_features`` (W, T, D) are HuBERT + feature map per window (``motion.sampler.encode_windows``): they
+    depend on the audio, the padding and the audio networks only, so re-sampling with another seed, cfg or step
+    count reuses them instead of running HuBERT again. ``model_fingerprint`` names the networks that made them
     (``audio_model_fingerprint``), so another motion model refuses them instead of sampling from foreign features.
-    Without features the sampler encodes each window itself. ``plan`` gives the sampled frame count
-    (``floor((L0 + 1920) / 640)`` with the reference's padding), the pads applied and the frames a video in sync keeps
+    Without them (None) the sampler encodes each window itself. ``plan`` gives the sampled frame count (``floor((L0
+    + 1920) / 640)`` with the reference's padding), the pads applied and the frames a video in sync keeps
     (``n_frames``: round(seconds x 25)), so downstream nodes know the video length before any sampling; the waveform
     stays for the video's sound track.
     """
@@ -95,7 +95,7 @@ class AudioFeatures:
     plan: WindowPlan
     sample_rate: int = SAMPLE_RATE
     source: str | None = None
-    features: torch.Tensor | None = None
+    window_features: torch.Tensor | None = None
     model_fingerprint: str | None = None
 
     @property
@@ -112,9 +112,10 @@ class AudioFeatures:
     def __repr__(self) -> str:
         p = self.plan
         name = f", {self.source}" if self.source else ""
-        feats = "features encoded at sampling" if self.features is None else f"features {_shape(self.features)}"
+        feats = ("window features encoded at sampling" if self.window_features is None
+                 else f"window features {_shape(self.window_features)}")
         return (
-            f"AudioFeatures({self.duration:.2f} s @ {self.sample_rate} Hz -> {self.n_frames} frames in {p.n_windows} "
+            f"Speech({self.duration:.2f} s @ {self.sample_rate} Hz -> {self.n_frames} frames in {p.n_windows} "
             f"window(s) of {p.window_frames}, pads {p.leading_pad}+{p.trailing_pad} samples, {feats}{name})"
         )
 
@@ -143,10 +144,23 @@ class TargetKeypoints:
             self.mode,
             "hull multiplier" if opts.uses_hull_multiplier else "no hull multiplier",
             "stitching" if opts.stitching else "no stitching",
-            "lip normalisation" if opts.normalize_lip and opts.relative_motion else "no lip normalisation",
+            "lip normalisation" if opts.normalize_lip and opts.relative_adjustments else "no lip normalisation",
             f"multiplier {opts.driving_multiplier:g}",
         ]
         return f"TargetKeypoints({', '.join(parts)})"
+
+
+class JoyVASALivePortraitNetworks(nn.ModuleDict):
+    """LivePortrait's F, M, W, G (and S) as one module, for a memory manager (its name shows in ComfyUI's log)."""
+
+
+class JoyVASAMotionNetworks(nn.ModuleDict):
+    """The motion generator (diffusion transformer + HuBERT) as one module, for a memory manager."""
+
+
+def _as_module(module: nn.ModuleDict, device: torch.device) -> nn.Module:
+    module.device = device  # ComfyUI's ModelPatcher reads the module's current device from here
+    return module
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -171,6 +185,10 @@ class LivePortraitModels:
         """The loaded networks by field name, in slot order (S left out when it is not loaded)."""
         nets = {spec.attribute: getattr(self, spec.attribute) for spec in SLOT_SPECS.values()}
         return {name: net for name, net in nets.items() if net is not None}
+
+    def as_module(self) -> nn.Module:
+        """The networks as the one module a memory manager loads and offloads."""
+        return _as_module(JoyVASALivePortraitNetworks(self.networks()), self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Reduced-precision compute for the image networks (no-op in fp32)."""
@@ -205,6 +223,10 @@ class MotionModel:
     @property
     def config(self) -> Any:
         return self.generator.config
+
+    def as_module(self) -> nn.Module:
+        """The generator as the one module a memory manager loads and offloads."""
+        return _as_module(JoyVASAMotionNetworks({"generator": self.generator}), self.device)
 
     def __repr__(self) -> str:
         c = self.generator.config

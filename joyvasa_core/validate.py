@@ -232,13 +232,6 @@ def check_input_file(key: str, path: str | os.PathLike, words: Words = CLI, what
     return p
 
 
-def check_input_folder(key: str, path: str | os.PathLike, words: Words = CLI, what: str = "folder") -> Path:
-    p = Path(path).expanduser()
-    if p.exists() and not p.is_dir():
-        return _fail(f"{words.value(key, p)}: is a file, not a folder; give the {what}.")
-    return p
-
-
 def _fail(message: str):
     raise OptionError(message)
 

@@ -55,7 +55,7 @@ class JoyVASAComputeTargetKeypoints:
     def compute(self, liveportrait, appearance, motion, preset, relative_motion, stitching, lip_normalization,
                 driving_multiplier, animation_region):
         with node_errors(DISPLAY):
-            options = keypoint_options(preset, appearance.mode, relative_motion=_switch(relative_motion),
+            options = keypoint_options(preset, appearance.mode, relative_adjustments=_switch(relative_motion),
                                        stitching=_switch(stitching), normalize_lip=_switch(lip_normalization),
                                        driving_multiplier=driving_multiplier, animation_region=animation_region)
             models = on_device(liveportrait)

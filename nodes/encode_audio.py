@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..joyvasa_core.pipeline import encode_audio
+from ..joyvasa_core.pipeline import prepare_speech
 from ..joyvasa_core.validate import NODE, speech_notes
 from .errors import node_errors
 from .memory import on_device
@@ -33,7 +33,7 @@ class JoyVASAEncodeAudio:
 
     def encode(self, audio, motion_model=None):
         with node_errors(DISPLAY):
-            features = encode_audio(audio, on_device(motion_model), progress=ComfyProgress())
+            features = prepare_speech(audio, on_device(motion_model), progress=ComfyProgress())
             for note in speech_notes(features.duration, NODE):
                 log.info("%s: note: %s", DISPLAY, note)
             return (features,)

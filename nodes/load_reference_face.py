@@ -6,8 +6,8 @@ import logging
 
 from ..joyvasa_core.face.reference import CROP_MODES, ReferenceOptions, loader_mask
 from ..joyvasa_core.face.select import FACE_ORDERS
-from ..joyvasa_core.pipeline import crop_previews, load_reference_face
-from .errors import NodeError, node_errors
+from ..joyvasa_core.pipeline import crop_previews, load_reference_face, reference_box
+from .errors import node_errors
 
 DISPLAY = "JoyVASA Load Reference Face"
 log = logging.getLogger(__name__)
@@ -66,12 +66,7 @@ class JoyVASALoadReferenceFace:
     def prepare(self, image, mode, crop, face_index, face_order, scale, vx_ratio, vy_ratio, alpha, box_x=0, box_y=0,
                 box_w=0, box_h=0, face_detector=None, mask=None):
         with node_errors(DISPLAY):
-            box = None
-            if crop == "box":
-                if box_w <= 0 or box_h <= 0:
-                    raise NodeError(f"crop 'box' needs box_w and box_h above 0 (got {box_w}x{box_h}): set the face's "
-                                    "rectangle in image pixels, box_x/box_y its top-left corner.")
-                box = (box_x, box_y, box_x + box_w, box_y + box_h)
+            box = reference_box(crop, box_x, box_y, box_w, box_h)
             options = ReferenceOptions(
                 mode=mode, crop=crop, face_index=face_index, face_order=face_order, scale=scale,
                 vx_ratio=vx_ratio, vy_ratio=vy_ratio, mask=loader_mask(mask, image, crop), alpha=alpha, box=box,

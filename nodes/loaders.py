@@ -11,8 +11,7 @@ import folder_paths
 
 from ..joyvasa_core.checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE
 from ..joyvasa_core.download import feature_fingerprint, fingerprint, locate_or_download
-from ..joyvasa_core.model_files import MOTION_GENERATOR, liveportrait_feature
-from ..joyvasa_core.models import (
+from ..joyvasa_core.loading import (
     auto_dtype,
     bundled_face_detector,
     find_joyvasa_files,
@@ -23,6 +22,7 @@ from ..joyvasa_core.models import (
     resolve_device,
     resolve_dtype,
 )
+from ..joyvasa_core.model_catalog import MOTION_GENERATOR, liveportrait_feature
 from ..joyvasa_core.types import dtype_name
 from .errors import node_errors
 from .folders import (

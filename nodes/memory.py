@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import comfy.model_management
 import comfy.model_patcher
-import torch
-from torch import nn
 
 from ..joyvasa_core.types import LivePortraitModels, MotionModel
 
@@ -26,27 +24,15 @@ Models = TypeVar("Models", LivePortraitModels, MotionModel)
 _PATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-class JoyVASALivePortraitNetworks(nn.ModuleDict):
-    """LivePortrait's F, M, W, G (and S) as the one module ComfyUI loads and offloads (its name shows in the log)."""
-
-
-class JoyVASAMotionNetworks(nn.ModuleDict):
-    """The motion generator (diffusion transformer + HuBERT) as the one module ComfyUI loads and offloads."""
-
-
-def offload_device() -> torch.device:
-    """Where registered networks wait while not in use."""
+def offload_device() -> Any:
+    """Where registered networks wait while not in use (a torch device)."""
     return comfy.model_management.unet_offload_device()
 
 
-def register(models: Models, load_device: torch.device) -> Models:
-    """Put ``models`` (built on :func:`offload_device`) under ComfyUI's memory manager, to run on ``load_device``."""
-    if isinstance(models, LivePortraitModels):
-        module: nn.Module = JoyVASALivePortraitNetworks(models.networks())
-    else:
-        module = JoyVASAMotionNetworks({"generator": models.generator})
-    module.device = models.device
-    _PATCHERS[models] = comfy.model_patcher.ModelPatcher(module, load_device=torch.device(load_device),
+def register(models: Models, load_device: Any) -> Models:
+    """Put ``models`` (built on :func:`offload_device`) under ComfyUI's memory manager, to run on ``load_device``
+    (a torch device)."""
+    _PATCHERS[models] = comfy.model_patcher.ModelPatcher(models.as_module(), load_device=load_device,
                                                          offload_device=models.device)
     return models
 

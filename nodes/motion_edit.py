@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..joyvasa_core.motion.edit import FIT_MODES, crossfade, fit_length, mix, offset_pose, scale_parts, trim
+from ..joyvasa_core.motion.edit import FIT_MODES, crossfade, mix, offset_pose, scale_parts
+from ..joyvasa_core.pipeline import fit_motion
 from .errors import node_errors
 
 MOTION = ("JOYVASA_MOTION",)
@@ -105,8 +106,7 @@ class JoyVASAFitMotion:
 
     def fit(self, motion, start, stop, length, mode):
         with node_errors("JoyVASA Fit Motion"):
-            part = trim(motion, start, stop or None)
-            return (fit_length(part, length, mode) if length else part,)
+            return (fit_motion(motion, start, stop, length, mode),)
 
 
 class JoyVASACrossfadeMotion:

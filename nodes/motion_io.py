@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..joyvasa_core.motion.sequence import MotionSequence
+from ..joyvasa_core.checkpoints.motion_sequence import read_motion_sequence, write_motion_sequence
 from .errors import node_errors
 from .folders import MOTION_FILE_EXTS, check_user_file, list_user_files, output_file, user_file, user_file_fingerprint
 
@@ -30,7 +30,7 @@ class JoyVASASaveMotion:
     def save(self, motion, filename_prefix):
         with node_errors("JoyVASA Save Motion"):
             final, entry = output_file(filename_prefix, SUFFIX, "joyvasa/motion")
-            motion.save(final)
+            write_motion_sequence(motion, final)
             return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 
 
@@ -56,4 +56,4 @@ class JoyVASALoadMotion:
 
     def load(self, motion_file):
         with node_errors("JoyVASA Load Motion"):
-            return (MotionSequence.load(user_file(motion_file)),)
+            return (read_motion_sequence(user_file(motion_file)),)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..joyvasa_core.motion.sampler import CLI_CFG_SCALE, SCHEDULERS, WEB_CFG_SCALE, SamplingOptions, steps_control
 from ..joyvasa_core.motion.smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
-from ..joyvasa_core.pipeline import encode_audio, sample_motion
+from ..joyvasa_core.pipeline import prepare_speech, sample_motion
 from ..joyvasa_core.validate import validate_inputs
 from .errors import node_errors
 from .memory import on_device
@@ -64,7 +64,7 @@ class JoyVASASampleMotionDiffusion:
             motion_model = on_device(motion_model)
             # Reuses Encode Audio's HuBERT features when they were made by this model with this padding, else
             # encodes the windows here once.
-            features = encode_audio(audio_features, motion_model, leading_silence=leading_silence,
+            features = prepare_speech(audio_features, motion_model, leading_silence=leading_silence,
                                     progress=ComfyProgress())
             options = SamplingOptions(
                 cfg_scale=cfg_scale, scheduler=sampler, num_steps=steps_control(sampler, steps), seed=seed,

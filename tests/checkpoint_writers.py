@@ -3,6 +3,7 @@ the nested DDP dict) and the JoyVASA motion template pickle. The package only re
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import pickle
@@ -11,11 +12,13 @@ from typing import Any
 
 import torch
 
-from joyvasa_core.checkpoints.files import require_tensor_dict
+from joyvasa_core.checkpoints.containers import require_tensor_dict
 from joyvasa_core.checkpoints.identify import unwrap
 from joyvasa_core.checkpoints.joyvasa import validate_motion_template
 from joyvasa_core.checkpoints.liveportrait import normalize_stitching_state_dict
 from joyvasa_core.liveportrait.slots import STITCHING
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def to_official_layout(flat: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -47,3 +50,15 @@ def write_motion_template(stats: Mapping[str, Any], path: str | os.PathLike, pro
     with open(p, "wb") as fh:
         pickle.dump(arrays, fh, protocol=protocol)
     return p
+
+
+
+def _tool(name: str) -> Any:
+    """A module of ``tools/`` (the converter writes community files; the tests write theirs with it)."""
+    spec = importlib.util.spec_from_file_location(f"joyvasa_tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+save_community_safetensors = _tool("convert_liveportrait").save_community_safetensors

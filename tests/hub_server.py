@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from model_folders import write_joyvasa, write_liveportrait
 
-from joyvasa_core.model_files import ANIMAL_V10, HUMAN, MANIFEST, MOTION_GENERATOR
+from joyvasa_core.model_catalog import ANIMAL_V10, HUMAN, MANIFEST, MOTION_GENERATOR
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -13,11 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-from checkpoint_writers import save_official_checkpoint, write_motion_template
+from checkpoint_writers import save_community_safetensors, save_official_checkpoint, write_motion_template
 from fixture_support import fill_module, load_fixture
 from motion_support import build_model, config_from_meta
 
-from joyvasa_core.checkpoints.liveportrait import save_community_safetensors
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks
 from joyvasa_core.liveportrait.slots import BASE_SLOTS, STITCHING
 

@@ -13,7 +13,7 @@ from joyvasa_core.errors import Cancelled
 from joyvasa_core.motion.config import MotionGeneratorConfig
 from joyvasa_core.motion.generator import MotionGenerator
 from joyvasa_core.motion.sampler import SamplingOptions
-from joyvasa_core.motion.template import MotionTemplate
+from joyvasa_core.motion.template import MOTION_DIM, TRAIN_EPS, MotionTemplate
 
 MOTION_FIXTURES = ("joyvasa_small.safetensors", "joyvasa_shipped.safetensors")
 
@@ -68,9 +68,24 @@ def build_model(name: str) -> MotionGenerator:
 
 
 def model_for(name: str, pe_mode: str) -> MotionGenerator:
+    """The cached generator switched in place to ``pe_mode`` (both modes use the same weights)."""
     model = build_model(name)
-    model.set_pe_mode(pe_mode)
+    model.config = model.config.with_pe_mode(pe_mode)
+    model.denoising_net.config = model.config
     return model
+
+
+def normalize_motion(template: MotionTemplate, exp: torch.Tensor, scale: torch.Tensor, t: torch.Tensor,
+                     pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
+    """The template's inverse map (training-time eps 1e-9): de-normalised motion -> (N, 73) coefficients, dims
+    70..72 (unused at inference) zero."""
+    n = exp.shape[:-2]
+    dev = dict(device=exp.device, dtype=exp.dtype)
+    exp_c = (exp.reshape(*n, 63) - template.mean_exp.to(**dev)) / (template.std_exp.to(**dev) + TRAIN_EPS)
+    pose = torch.cat([scale, t, pitch, yaw, roll], dim=-1)
+    lo, hi = template.min_pose.to(**dev), template.max_pose.to(**dev)
+    pose_c = (pose - lo) / (hi - lo + TRAIN_EPS)
+    return torch.cat([exp_c, pose_c, exp.new_zeros(*n, MOTION_DIM - 70)], dim=-1)
 
 
 def template_from(fx) -> MotionTemplate:

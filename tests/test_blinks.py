@@ -14,7 +14,7 @@ from test_motion_edit import sampled_motion
 
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import EYE_KEYPOINTS, KeypointOptions
-from joyvasa_core.models import load_liveportrait
+from joyvasa_core.loading import load_liveportrait
 from joyvasa_core.motion.blinks import (
     BlinkOptions,
     apply_blinks,

@@ -23,11 +23,12 @@ from fixture_support import REPO, fixture_path
 from model_folders import write_joyvasa, write_liveportrait
 
 from joyvasa_core import cli
-from joyvasa_core.models import load_motion_model
+from joyvasa_core.checkpoints.motion_sequence import write_motion_sequence
+from joyvasa_core.loading import load_motion_model
 from joyvasa_core.motion.sampler import SamplingOptions
 from joyvasa_core.motion.sequence import FRAME_FIELDS, MotionSequence
 from joyvasa_core.partials import TAG, partial_path, remove_stale_partials
-from joyvasa_core.pipeline import encode_audio, sample_motion
+from joyvasa_core.pipeline import prepare_speech, sample_motion
 from joyvasa_core.validate import (
     CLI,
     NODE,
@@ -70,11 +71,12 @@ def job(tmp_path_factory) -> dict[str, Path]:
     warping = broken / "liveportrait" / "base_models" / "warping_module.pth"
     warping.write_bytes(warping.read_bytes()[:20000])
     mm = load_motion_model(models, "cpu")
-    features = encode_audio(torch.from_numpy(wave[: int(MOTION_SECONDS * rate)] / 32768.0).float(), mm)
+    features = prepare_speech(torch.from_numpy(wave[: int(MOTION_SECONDS * rate)] / 32768.0).float(), mm)
     motion = sample_motion(mm, features, SamplingOptions(seed=0))
-    motion.save(root / "motion.safetensors")
+    write_motion_sequence(motion, root / "motion.safetensors")
     two = {k: getattr(motion, k)[:2] for k in FRAME_FIELDS}
-    MotionSequence(**two, fps=motion.fps, seed=motion.seed, settings=motion.settings).save(root / "motion2.safetensors")
+    write_motion_sequence(MotionSequence(**two, fps=motion.fps, seed=motion.seed, settings=motion.settings),
+                          root / "motion2.safetensors")
     return {"root": root, "models": models, "speech": speech, "image": image, "broken": broken}
 
 

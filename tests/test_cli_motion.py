@@ -12,11 +12,12 @@ from fixture_support import fixture_path
 from test_pipeline_e2e import _main, job, run_cli, video_frames  # noqa: F401  (job: the shared models + media)
 
 from joyvasa_core.checkpoints.driving_template import read_driving_template
+from joyvasa_core.checkpoints.motion_sequence import read_motion_sequence
 from joyvasa_core.keypoints import LIP_KEYPOINTS
 from joyvasa_core.motion.blinks import blink_times, closure_curve
 from joyvasa_core.motion.edit import lips_absolute
 from joyvasa_core.motion.preview import AXIS_HEIGHT, PANEL_HEIGHT, PANELS
-from joyvasa_core.motion.sequence import FRAME_FIELDS, MotionSequence
+from joyvasa_core.motion.sequence import FRAME_FIELDS
 from joyvasa_core.video import VideoWriter
 
 VIDEO_FRAMES = 3
@@ -42,7 +43,7 @@ def test_video_driving_then_speech_lips_on_its_template(job, drive):  # noqa: F8
                   "--save-motion", root / "video.safetensors", "--export-template", video_pkl,
                   "--motion-preview", root / "video.png")
     assert res.returncode == 0, res.stderr
-    video = MotionSequence.load(root / "video.safetensors")
+    video = read_motion_sequence(root / "video.safetensors")
     assert video.n_frames == VIDEO_FRAMES == len(video_frames(alone)) and not lips_absolute(video)
     back = read_driving_template(video_pkl)
     for name in FRAME_FIELDS:
@@ -55,7 +56,7 @@ def test_video_driving_then_speech_lips_on_its_template(job, drive):  # noqa: F8
                   "--blink-rate", "120", "--motion-preview", preview, "--export-template", template,
                   "--save-motion", root / "mixed.safetensors")
     assert res.returncode == 0, res.stderr
-    mixed = MotionSequence.load(root / "mixed.safetensors")
+    mixed = read_motion_sequence(root / "mixed.safetensors")
     assert mixed.n_frames == VIDEO_FRAMES, "the expression motion (here the template) sets the length"
     for name in ("R", "t", "scale", "yaw"):
         assert torch.equal(getattr(mixed, name), getattr(video, name)), f"head {name} from the template"

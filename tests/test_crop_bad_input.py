@@ -211,7 +211,7 @@ def test_crop_short_range_misses_two_small_faces_full_range_finds_them():
     """Two portraits side by side (1024x512): the short-range model finds neither, the full-range one both; the
     default detector falls back to it and says so in a note."""
     from joyvasa_core.face.detectors.bundled import BundledFaceDetector
-    from joyvasa_core.models import bundled_face_detector
+    from joyvasa_core.loading import bundled_face_detector
 
     img = _astronaut()
     pair = np.concatenate([img, img[:, ::-1]], axis=1)

@@ -1,4 +1,5 @@
-"""The two-layer rule: joyvasa_core never imports ComfyUI, nodes never hold the maths."""
+"""The layer rules of docs/architecture.md, one test each ("Who may import whom", the edge objects), and a test that
+each rule catches what it forbids."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def test_pack_metadata_is_registry_ready():
 
 DOMAIN_PACKAGES = ("motion", "liveportrait", "audio", "face")
 # Modules of joyvasa_core a domain package may never import: the file readers, the orchestration, the front ends.
-DOMAIN_FORBIDDEN = ("checkpoints", "pipeline", "cli", "models")
+DOMAIN_FORBIDDEN = ("checkpoints", "pipeline", "job", "cli", "loading")
+# ... and the readers: they build domain objects, never run the pipeline.
+CHECKPOINTS_FORBIDDEN = ("pipeline", "job", "cli")
 
 
 def _core_imports(path: Path, package: tuple[str, ...]) -> set[str]:
@@ -73,9 +76,9 @@ def _core_imports(path: Path, package: tuple[str, ...]) -> set[str]:
     return found
 
 
-def _forbidden_imports(path: Path) -> list[str]:
+def _forbidden_imports(path: Path, forbidden: tuple[str, ...] = DOMAIN_FORBIDDEN) -> list[str]:
     package = path.relative_to(REPO / "joyvasa_core").parent.parts if path.is_relative_to(REPO) else ("motion",)
-    return sorted(m for m in _core_imports(path, package) if m.split(".")[0] in DOMAIN_FORBIDDEN)
+    return sorted(m for m in _core_imports(path, package) if m.split(".")[0] in forbidden)
 
 
 def test_domain_packages_never_import_readers_pipeline_or_cli():
@@ -95,6 +98,73 @@ def test_the_domain_rule_catches_relative_and_lazy_imports(tmp_path):
         encoding="utf-8",
     )
     assert _forbidden_imports(probe) == ["checkpoints.joyvasa", "cli", "pipeline"]
+
+
+def test_checkpoints_never_import_the_pipeline_or_front_ends():
+    files = sorted((REPO / "joyvasa_core" / "checkpoints").rglob("*.py"))
+    assert len(files) > 4
+    offenders = {str(p.relative_to(REPO)): _forbidden_imports(p, CHECKPOINTS_FORBIDDEN) for p in files}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert offenders == {}, f"checkpoints/ reads files into domain objects, never imports {CHECKPOINTS_FORBIDDEN}: " \
+                            f"{offenders}"
+
+
+def test_the_pipeline_never_imports_a_front_end():
+    for name in ("pipeline.py", "job.py"):
+        path = REPO / "joyvasa_core" / name
+        assert "cli" not in {m.split(".")[0] for m in _core_imports(path, ())}, f"{name} imports the command line"
+
+
+# Calls that read or write a file (builtins, pathlib, safetensors, OpenCV, numpy/torch/pickle serialisation).
+FILE_CALLS = {"open", "safe_open", "save_file", "load_file", "read_bytes", "write_bytes", "read_text", "write_text",
+              "fromfile", "imread", "imwrite"}
+SERIALISERS = {"torch", "np", "numpy", "pickle"}
+
+
+def _file_methods(source: str) -> list[str]:
+    """``Class.method`` of every method that reads or writes a file (a domain object must not: readers do)."""
+    found = []
+    for cls in (n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef)):
+        for fn in (n for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for call in (c for c in ast.walk(fn) if isinstance(c, ast.Call)):
+                f = call.func
+                name = f.id if isinstance(f, ast.Name) else getattr(f, "attr", None)
+                base = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
+                if name in FILE_CALLS or (base in SERIALISERS and name in ("save", "load", "dump")):
+                    found.append(f"{cls.name}.{fn.name}")
+    return sorted(set(found))
+
+
+def test_domain_objects_never_read_or_write_files():
+    files = [p for pkg in DOMAIN_PACKAGES for p in sorted((REPO / "joyvasa_core" / pkg).rglob("*.py"))]
+    offenders = {str(p.relative_to(REPO)): _file_methods(p.read_text(encoding="utf-8")) for p in files}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert offenders == {}, f"domain objects do not read files; a reader in checkpoints/ returns them: {offenders}"
+
+
+def test_the_file_rule_catches_a_saving_method():
+    source = ("class Motion:\n    def save(self, path):\n        save_file({}, path)\n"
+              "    def load(cls, path):\n        return torch.load(path)\n"
+              "    def n(self):\n        return len(self.x)\n")
+    assert _file_methods(source) == ["Motion.load", "Motion.save"]
+
+
+EDGE_OBJECTS = ("LivePortraitModels", "MotionModel", "ReferenceFace", "Appearance", "Speech",
+                "MotionSequence", "TargetKeypoints")
+
+
+def test_edge_objects_are_frozen_dataclasses_in_types():
+    import dataclasses
+    import inspect
+
+    import joyvasa_core.types as types
+
+    for name in EDGE_OBJECTS:
+        cls = getattr(types, name)
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, f"{name} is not a frozen dataclass"
+        assert "def __repr__" in inspect.getsource(cls), f"{name} has no one-line repr of its own"
+    table = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8").split("## Objects on the graph edges")[1]
+    assert all(f"`types.{n}`" in table or f".{n}`" in table for n in EDGE_OBJECTS), "the edge table and the list differ"
 
 
 MATHS_MODULES = {"torch", "numpy", "cv2", "math", "scipy", "PIL"}
@@ -126,6 +196,17 @@ def test_nodes_hold_no_maths():
     offenders = {p.name: _maths(p.read_text(encoding="utf-8")) for p in files}
     offenders = {k: v for k, v in offenders.items() if v}
     assert offenders == {}, f"nodes/ are adapters; move the maths into joyvasa_core: {offenders}"
+
+
+NODE_FORBIDDEN_IMPORTS = {"torch", "numpy", "cv2"}
+
+
+def test_no_node_file_imports_torch_numpy_or_cv2():
+    """The glue (memory manager, progress preview) included: tensors are handled in joyvasa_core."""
+    files = sorted((REPO / "nodes").glob("*.py"))
+    offenders = {p.name: sorted(_imported_roots(p) & NODE_FORBIDDEN_IMPORTS) for p in files}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert offenders == {}, f"nodes/ never import {sorted(NODE_FORBIDDEN_IMPORTS)}: {offenders}"
 
 
 def test_the_maths_rule_catches_arrays_and_arithmetic():

@@ -9,16 +9,15 @@ import pickle
 
 import pytest
 import torch
-from checkpoint_writers import save_official_checkpoint, to_official_layout
+from checkpoint_writers import save_community_safetensors, save_official_checkpoint, to_official_layout
 from fixture_support import fill_module, fixture_dir, load_fixture
 
-from joyvasa_core.checkpoints.files import read_checkpoint, sniff_format
+from joyvasa_core.checkpoints.containers import read_checkpoint, sniff_format
 from joyvasa_core.checkpoints.identify import MOTION_GENERATOR, identify_state_dict
 from joyvasa_core.checkpoints.liveportrait import (
     build_liveportrait_module,
     load_liveportrait_state_dict,
     normalize_stitching_state_dict,
-    save_community_safetensors,
     to_community_layout,
 )
 from joyvasa_core.errors import CheckpointError

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from fixture_support import assert_close, fill_module, load_fixture
+from keypoint_support import frames_from_angles, options_from_flags
 
 from joyvasa_core.keypoints import (
     LIP_KEYPOINTS,
@@ -77,7 +78,7 @@ def _net(name: str) -> StitchingRetargetingNetwork:
 
 
 def _recipe_b(f, net) -> KeypointComposer:
-    options = KeypointOptions.from_flags(f.meta["recipe_b"])
+    options = options_from_flags(f.meta["recipe_b"])
     c_s, c_d = (float(v) for v in f["kp.b.lip_ratio"][0])
     assert c_d == pytest.approx(options.lip_normalize_target), "recipe_b metadata and kp.b.lip_ratio disagree on c_d"
     return KeypointComposer(_source_from_fixture(f), _frames(f, "drv.ref."), options, net, source_lip_ratio=c_s)
@@ -102,9 +103,9 @@ def test_liveportrait_keypoint_info_parity(name):
 def test_liveportrait_composition_parity(name):
     """R_new, delta (with the absolute lip rows), scale, t (t_z = 0) and x_d from the stored source and motion."""
     f = load_fixture(name)
-    drv = MotionFrames.from_angles(f["drv.exp"], f["drv.scale"], f["drv.t"], f["drv.pitch"], f["drv.yaw"],
+    drv = frames_from_angles(f["drv.exp"], f["drv.scale"], f["drv.t"], f["drv.pitch"], f["drv.yaw"],
                                    f["drv.roll"])
-    ref = MotionFrames.from_angles(f["drv.ref.exp"], f["drv.ref.scale"], f["drv.ref.t"], f["drv.ref.pitch"],
+    ref = frames_from_angles(f["drv.ref.exp"], f["drv.ref.scale"], f["drv.ref.t"], f["drv.ref.pitch"],
                                    f["drv.ref.yaw"], f["drv.ref.roll"])
     assert_close(drv.R, f["drv.R"], ATOL_KP, name="drv.R")
     assert_close(ref.R, f["drv.ref.R"], ATOL_KP, name="drv.ref.R")
@@ -124,7 +125,7 @@ def test_liveportrait_composition_parity(name):
 def test_liveportrait_recipe_a_parity(name):
     """CLI default: composition then the driving multiplier, nothing else."""
     f = load_fixture(name)
-    options = KeypointOptions.from_flags(f.meta["recipe_a"])
+    options = options_from_flags(f.meta["recipe_a"])
     composer = KeypointComposer(_source_from_fixture(f), _frames(f, "drv.ref."), options,
                                 _net(name) if options.stitching else None)
     out = composer(_frames(f, "drv."))
@@ -156,7 +157,7 @@ def test_liveportrait_recipe_b_from_heads_parity(name):
     """The whole keypoint chain from M's raw heads (our degrees and R feed the composition)."""
     f = load_fixture(name)
     composer = KeypointComposer(keypoint_info_from_heads(_heads(f)), _frames(f, "drv.ref."),
-                                KeypointOptions.from_flags(f.meta["recipe_b"]), _net(name),
+                                options_from_flags(f.meta["recipe_b"]), _net(name),
                                 source_lip_ratio=float(f["kp.b.lip_ratio"][0, 0]))
     assert_close(composer.x_s, f["M.x_s"], ATOL_M_INFO, name="M.x_s")
     assert_close(composer(_frames(f, "drv.")).x_d, f["kp.b.x_d"], ATOL_KP, name="kp.b.x_d")
@@ -217,7 +218,7 @@ def test_liveportrait_keypoints_batched_equals_per_item():
     src0 = _source_from_fixture(f)
     src1 = _perturbed(src0, 3)
     drv, ref = _frames(f, "drv."), _frames(f, "drv.ref.")
-    options = KeypointOptions.from_flags(f.meta["recipe_b"])
+    options = options_from_flags(f.meta["recipe_b"])
     c_s = float(f["kp.b.lip_ratio"][0, 0])
     n = len(drv)
     batched = KeypointComposer(_cat_info(src0, src1), _cat_frames(ref, drv[0]), options, net,
@@ -323,7 +324,7 @@ def test_liveportrait_hull_volume_random_vs_brute_force():
 
 def test_liveportrait_keypoint_options_presets():
     cli = KeypointOptions.cli()
-    assert (cli.relative_motion, cli.stitching, cli.normalize_lip, cli.driving_multiplier) == (False, False, False,
+    assert (cli.relative_adjustments, cli.stitching, cli.normalize_lip, cli.driving_multiplier) == (False, False, False,
                                                                                               1.1)
     assert not cli.uses_hull_multiplier
     gradio = KeypointOptions.web()
@@ -331,7 +332,7 @@ def test_liveportrait_keypoint_options_presets():
     assert gradio.driving_multiplier == 1.0
     animal = KeypointOptions.animal()
     assert animal.uses_hull_multiplier and not animal.lip_absolute and not animal.relative_scale
-    assert KeypointOptions.from_flags({"driving_option": "pose-friendly"}).uses_hull_multiplier is False
+    assert options_from_flags({"driving_option": "pose-friendly"}).uses_hull_multiplier is False
     with pytest.raises(ValueError, match="animation_region"):
         KeypointOptions(animation_region="mouth")
     with pytest.raises(ValueError, match="stitching network"):
@@ -373,7 +374,7 @@ def test_eye_retargeting_adds_its_delta_once():
     """With eye retargeting on, the retargeting MLP's offset is added once (blinks add theirs separately)."""
     name = FILES[0]
     f, net = load_fixture(name), _net(name)
-    flags = dict(relative_motion=False, driving_option="pose-friendly", stitching=False, normalize_lip=False)
+    flags = dict(relative_adjustments=False, driving_option="pose-friendly", stitching=False, normalize_lip=False)
     source, ref, drv = _source_from_fixture(f), _frames(f, "drv.ref."), _frames(f, "drv.")
     eye_s = torch.tensor([[0.31, 0.29]])
     on = KeypointComposer(source, ref, KeypointOptions(eye_retargeting=True, **flags), net, source_eye_ratio=eye_s)

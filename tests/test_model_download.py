@@ -21,7 +21,8 @@ from hub_server import shared_hub, width_configs
 from model_folders import write_liveportrait
 
 from joyvasa_core.download import DownloadError, download_missing, missing_files, user_models_dir
-from joyvasa_core.model_files import (
+from joyvasa_core.loading import find_liveportrait_files, load_liveportrait
+from joyvasa_core.model_catalog import (
     ANIMAL,
     HUMAN,
     KIJAI_REPO,
@@ -30,7 +31,6 @@ from joyvasa_core.model_files import (
     OFFICIAL_DETECTOR,
     files_for,
 )
-from joyvasa_core.models import find_liveportrait_files, load_liveportrait
 
 JOB = (HUMAN, MOTION_GENERATOR)
 JOB_TARGETS = {f.target for f in files_for(*JOB)}

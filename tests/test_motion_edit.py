@@ -9,6 +9,7 @@ import torch
 from fixture_support import load_fixture
 from motion_support import MOTION_FIXTURES, ema_alpha, template_from
 
+from joyvasa_core.checkpoints.motion_sequence import read_motion_sequence, write_motion_sequence
 from joyvasa_core.keypoints import LIP_KEYPOINTS, rotation_matrix
 from joyvasa_core.motion.edit import (
     crossfade,
@@ -151,8 +152,8 @@ def test_crossfade_blends_over_the_overlap(speech):
 
 def test_edited_motion_survives_save_and_load(speech, tmp_path):
     out = offset_pose(mix(speech, head=other_motion(9), fit="pingpong"), yaw=3.0)
-    out.save(tmp_path / "m.safetensors")
-    back = MotionSequence.load(tmp_path / "m.safetensors")
+    write_motion_sequence(out, tmp_path / "m.safetensors")
+    back = read_motion_sequence(tmp_path / "m.safetensors")
     for name in ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R"):
         assert torch.equal(getattr(back, name), getattr(out, name)), name
     assert back.settings == out.settings and back.eye_open is None

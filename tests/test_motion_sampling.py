@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 from fixture_support import assert_close, load_fixture
-from motion_support import StopAfter, model_for, options_from, template_from, wave_from
+from motion_support import StopAfter, model_for, normalize_motion, options_from, template_from, wave_from
 
 from joyvasa_core.checkpoints.joyvasa import read_motion_generator
+from joyvasa_core.checkpoints.motion_sequence import read_motion_sequence, write_motion_sequence
 from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError
 from joyvasa_core.keypoints import rotation_matrix
 from joyvasa_core.motion.config import MotionGeneratorConfig
@@ -131,15 +132,15 @@ def test_motion_precomputed_cross_attention_equals_plain_forward(fx, model):
 def test_motion_sequence_save_load_round_trip(fx, model, tmp_path):
     seq = generate_motion(model, wave_from(fx), template_from(fx), options_from(fx.meta))
     path = tmp_path / "motion.safetensors"
-    seq.save(path)
-    back = MotionSequence.load(path)
+    write_motion_sequence(seq, path)
+    back = read_motion_sequence(path)
     for name in ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R"):
         assert torch.equal(getattr(back, name), getattr(seq, name)), name
     assert (back.fps, back.seed, back.settings) == (seq.fps, seq.seed, seq.settings)
     assert repr(back) == repr(seq) and "\n" not in repr(seq)
     assert f"{len(seq)} frames" in repr(seq)
     with pytest.raises(CheckpointError, match="format"):
-        MotionSequence.load(fx.path)
+        read_motion_sequence(fx.path)
 
 
 def test_motion_smoothing_choices(fx):
@@ -198,7 +199,8 @@ def test_motion_template_round_trip(fx):
     pe = fx.meta["pe_modes"][0]
     coef = fx[f"{pe}.seq.out.coef"]
     parts = template.denormalize(coef)
-    back = template.normalize(parts["exp"], parts["scale"], parts["t"], parts["pitch"], parts["yaw"], parts["roll"])
+    back = normalize_motion(template, parts["exp"], parts["scale"], parts["t"], parts["pitch"], parts["yaw"],
+                            parts["roll"])
     assert_close(back[:, :70], coef[:, :70], 1e-4, name="normalise(denormalise)")
 
 

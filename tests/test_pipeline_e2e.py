@@ -21,7 +21,7 @@ from fixture_support import REPO, fixture_path
 from model_folders import write_joyvasa, write_liveportrait
 
 from joyvasa_core import cli
-from joyvasa_core.motion.sequence import MotionSequence
+from joyvasa_core.checkpoints.motion_sequence import read_motion_sequence
 from joyvasa_core.partials import TAG
 from joyvasa_core.video import VideoWriter
 
@@ -99,7 +99,7 @@ def test_cli_web_preset_writes_h264_with_speech(job, web_run):
     assert info["size"] == (w, h), "paste-back returns the original image size"
     assert info["n_audio"] == 1 and info["audio_codec"] == "aac"
     assert abs(info["audio_seconds"] - sf.info(str(job["speech"])).duration) < 1 / 25
-    assert MotionSequence.load(web_run["motion"]).n_frames == n
+    assert read_motion_sequence(web_run["motion"]).n_frames == n
     # Paste-back: away from the face the frames are the photo itself (up to H.264), around it they move.
     frames = video_frames(web_run["out"]).astype(np.int16)
     photo = cv2.cvtColor(cv2.imread(str(job["image"])), cv2.COLOR_BGR2RGB).astype(np.int16)

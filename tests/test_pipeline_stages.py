@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from fixture_support import assert_close, fixture_path, load_fixture
+from keypoint_support import options_from_flags
 from model_folders import LP_SMALL, MOTION_SMALL, write_joyvasa, write_liveportrait
 from motion_support import audio_config_from_meta, config_from_meta, options_from, template_from
 
@@ -19,18 +20,18 @@ from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError, Fac
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import KeypointComposer, KeypointOptions, MotionFrames
 from joyvasa_core.liveportrait.slots import STITCHING
-from joyvasa_core.models import find_joyvasa_files, find_liveportrait_files, load_liveportrait, load_motion_model
+from joyvasa_core.loading import find_joyvasa_files, find_liveportrait_files, load_liveportrait, load_motion_model
 from joyvasa_core.motion.sequence import MotionSequence
 from joyvasa_core.pipeline import (
     compute_target_keypoints,
-    encode_audio,
     extract_appearance,
     paste_back_into_photo,
+    prepare_speech,
     render_frames,
     sample_motion,
     warp_and_render,
 )
-from joyvasa_core.types import Appearance, AudioFeatures, TargetKeypoints
+from joyvasa_core.types import Appearance, Speech, TargetKeypoints
 
 # Fixture README tolerances.
 ATOL_KP = 5e-5
@@ -133,8 +134,8 @@ def test_pipeline_keypoints_match_reference_recipes(lp_models):
     assert_close(appearance.x_s, fx["M.x_s"], atol=ATOL_M_INFO, name="appearance.x_s")
     motion = _fixture_motion(fx)
     meta = fx.meta
-    recipe_b = KeypointOptions.from_flags(meta["recipe_b"], KeypointOptions.web())
-    recipe_a = KeypointOptions.from_flags(meta["recipe_a"], KeypointOptions.cli())
+    recipe_b = options_from_flags(meta["recipe_b"], KeypointOptions.web())
+    recipe_a = options_from_flags(meta["recipe_a"], KeypointOptions.cli())
     with_lip = replace(appearance, lip_ratio=torch.tensor([[meta["recipe_b"]["lip_ratio_c_s"]]]))
     kp_b = compute_target_keypoints(lp_models, with_lip, motion, recipe_b)
     kp_a = compute_target_keypoints(lp_models, appearance, motion, recipe_a)
@@ -178,7 +179,7 @@ def composed(models_dir, lp_models, motion_model):
     img = cv2.cvtColor(cv2.imread(str(fixture_path("astronaut.png"))), cv2.COLOR_BGR2RGB)
     ref = prepare_reference(img, BundledFaceDetector(), ReferenceOptions(mode="human", crop="face"))
     appearance = extract_appearance(lp_models, ref)
-    audio = encode_audio(wave, motion_model)
+    audio = prepare_speech(wave, motion_model)
     motion = sample_motion(motion_model, audio, options_from(motion_fx.meta))
     keypoints = compute_target_keypoints(lp_models, appearance, motion, KeypointOptions.web())
     return ref, appearance, audio, motion, keypoints, motion_fx.meta["audio"]
@@ -186,7 +187,7 @@ def composed(models_dir, lp_models, motion_model):
 
 def test_stages_compose(composed):
     ref, appearance, audio, motion, keypoints, audio_meta = composed
-    assert isinstance(audio, AudioFeatures)
+    assert isinstance(audio, Speech)
     padded = audio_meta["samples_used"] + audio_meta["leading_pad"] + audio_meta["trailing_pad"]
     frames = math.floor(padded / (audio_meta["sample_rate"] // load_fixture(MOTION_SMALL).meta["model"]["fps"]))
     assert audio.plan.n_frames == frames == motion.n_frames == keypoints.n_frames  # the reference's timing
@@ -298,24 +299,24 @@ def test_encode_audio_runs_hubert_once_for_every_sample(motion_model):
     calls: list[int] = []
     handle = gen.audio_encoder.encoder.register_forward_hook(lambda *_: calls.append(1))
     try:
-        audio = encode_audio(wave, motion_model, leading_silence=options.leading_silence)
+        audio = prepare_speech(wave, motion_model, leading_silence=options.leading_silence)
         n = audio.plan.n_windows
         assert len(calls) == n
         first = sample_motion(motion_model, audio, options)
         other = sample_motion(motion_model, audio, replace(options, seed=options.seed + 1))
-        kept = encode_audio(audio, motion_model, leading_silence=options.leading_silence)
+        kept = prepare_speech(audio, motion_model, leading_silence=options.leading_silence)
         assert len(calls) == n
-        plain = sample_motion(motion_model, replace(audio, features=None, model_fingerprint=None), options)
+        plain = sample_motion(motion_model, replace(audio, window_features=None, model_fingerprint=None), options)
         assert len(calls) == 2 * n
     finally:
         handle.remove()
-    assert audio.features.shape == (n, cfg.n_motions, cfg.feature_dim) and "features" in repr(audio)
+    assert audio.window_features.shape == (n, cfg.n_motions, cfg.feature_dim) and "features" in repr(audio)
     assert torch.equal(first.coef, plain.coef)
     assert not torch.equal(first.coef, other.coef)
-    assert kept.features is audio.features and kept.plan == audio.plan
-    replanned = encode_audio(audio, motion_model, leading_silence=not options.leading_silence)
-    assert replanned.plan != audio.plan and replanned.features is not None
-    assert encode_audio(audio, None, leading_silence=options.leading_silence).features is audio.features
+    assert kept.window_features is audio.window_features and kept.plan == audio.plan
+    replanned = prepare_speech(audio, motion_model, leading_silence=not options.leading_silence)
+    assert replanned.plan != audio.plan and replanned.window_features is not None
+    assert prepare_speech(audio, None, leading_silence=options.leading_silence).window_features is audio.window_features
     foreign = copy.deepcopy(gen)
     with torch.no_grad():
         foreign.audio_feature_map.bias.add_(1e-3)

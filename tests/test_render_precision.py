@@ -13,7 +13,7 @@ from fixture_support import fill_module, load_fixture
 
 from joyvasa_core.keypoints import KeypointOptions
 from joyvasa_core.liveportrait import LivePortraitConfig, build_networks
-from joyvasa_core.models import auto_dtype, native_bf16, resolve_dtype
+from joyvasa_core.loading import auto_dtype, native_bf16, resolve_dtype
 from joyvasa_core.pipeline import render_frames
 from joyvasa_core.types import Appearance, LivePortraitModels, TargetKeypoints
 

@@ -11,18 +11,42 @@ temporary name and renamed when complete.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from joyvasa_core.checkpoints.files import read_checkpoint  # noqa: E402
-from joyvasa_core.checkpoints.identify import LABELS, identify_state_dict  # noqa: E402
-from joyvasa_core.checkpoints.liveportrait import load_liveportrait_state_dict, save_community_safetensors  # noqa: E402
+from joyvasa_core.checkpoints.containers import read_checkpoint, require_tensor_dict  # noqa: E402
+from joyvasa_core.checkpoints.identify import LABELS, identify_state_dict, unwrap  # noqa: E402
+from joyvasa_core.checkpoints.liveportrait import (  # noqa: E402
+    load_liveportrait_state_dict,
+    normalize_stitching_state_dict,
+)
 from joyvasa_core.errors import JoyVASAError  # noqa: E402
-from joyvasa_core.liveportrait.slots import SLOTS  # noqa: E402
+from joyvasa_core.liveportrait.slots import SLOTS, STITCHING  # noqa: E402
 from joyvasa_core.partials import atomic_path  # noqa: E402
+
+
+def save_community_safetensors(
+    state_dict: Mapping[str, Any],
+    path: str | os.PathLike,
+    slot: str | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write weights in the community safetensors layout (stitching flattened; other slots unchanged): contiguous,
+    on the CPU, no shared storage (which safetensors refuses)."""
+    from safetensors.torch import save_file
+
+    sd: Mapping[str, Any] = unwrap(state_dict)
+    if slot == STITCHING or identify_state_dict(sd) == STITCHING:
+        sd = normalize_stitching_state_dict(sd)
+    sd = require_tensor_dict(sd, path, "a state dict")
+    out = {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
+    save_file(out, str(path), metadata=dict(metadata) if metadata else None)
 
 
 def slot_of(path: Path) -> str:

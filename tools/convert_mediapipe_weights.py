@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from joyvasa_core.face.detectors.blazeface import BlazeFaceFullNet, BlazeFaceShortNet  # noqa: E402
 from joyvasa_core.face.detectors.facemesh import FaceMeshNet  # noqa: E402
 from joyvasa_core.face.detectors.iris import IrisNet  # noqa: E402
-from joyvasa_core.face.detectors.mp_layers import TFConv2d, TFPReLU, tflite_layers  # noqa: E402
+from joyvasa_core.face.detectors.mp_layers import TFConv2d, TFPReLU  # noqa: E402
 
 MEDIAPIPE_VERSION = "0.10.21"
 WHEEL_NAME = f"mediapipe-{MEDIAPIPE_VERSION}-cp311-cp311-manylinux_2_28_x86_64.whl"
@@ -45,6 +46,13 @@ MODELS = {
 }
 
 WEIGHTED_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU")
+
+
+def tflite_layers(module: torch.nn.Module) -> Iterator[tuple[str, torch.nn.Module]]:
+    """The weight-carrying layers in registration order: the order the converter fills them."""
+    for name, sub in module.named_modules():
+        if isinstance(sub, (TFConv2d, TFPReLU)):
+            yield name, sub
 
 
 def download_wheel(dest: Path) -> Path:

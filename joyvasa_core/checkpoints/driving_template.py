@@ -36,9 +36,10 @@ from ..errors import CheckpointError
 from ..keypoints import rotation_angles
 from ..motion.blinks import eye_open_from_ratios
 from ..motion.edit import motion_from_pose
-from ..motion.sequence import FILE_FORMAT, MotionSequence
+from ..motion.sequence import MotionSequence
 from ..partials import atomic_path
 from .joyvasa import NumpyUnpickler
+from .motion_sequence import FILE_FORMAT
 
 EXTRA_KEY = "joyvasa"
 MAX_BYTES = 2_000_000_000  # about 2 hours of frames at 25 fps are ~10 MB; anything near this is not a template

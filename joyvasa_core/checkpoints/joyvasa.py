@@ -32,7 +32,7 @@ from ..liveportrait.slots import SLOTS
 from ..motion.config import MotionGeneratorConfig
 from ..motion.generator import MotionGenerator
 from ..motion.template import TEMPLATE_KEYS, MotionTemplate
-from .files import (
+from .containers import (
     HARMLESS_GLOBALS,
     PICKLE,
     SAFETENSORS,

@@ -22,7 +22,7 @@ from torch import nn
 from ..errors import CheckpointError
 from ..liveportrait.slots import SLOT_SPECS, SLOTS, STITCHING, LivePortraitConfig, SlotSpec
 from ..liveportrait.stitching import STITCHING_GROUPS
-from .files import read_checkpoint, require_tensor_dict, save_safetensors, sniff_format
+from .containers import read_checkpoint, require_tensor_dict, sniff_format
 from .identify import HUBERT, LABELS, MOTION_GENERATOR, UNKNOWN, flat_keys, identify_state_dict, unwrap
 
 VARIANTS: tuple[str, ...] = ("human", "animal_v1.0", "animal_v1.1")
@@ -247,22 +247,3 @@ def build_liveportrait_module(
         module.fold_spectral_norm()
     module.checkpoint_info = CheckpointInfo(str(path), slot, variant, sniff_format(path))
     return module
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Saving
-
-
-def save_community_safetensors(
-    state_dict: Mapping[str, Any],
-    path: str | os.PathLike,
-    slot: str | None = None,
-    metadata: Mapping[str, str] | None = None,
-) -> None:
-    """Write weights in the community safetensors layout (stitching flattened; other slots unchanged)."""
-    sd: Mapping[str, Any] = unwrap(state_dict)
-    is_stitching = slot == STITCHING or identify_state_dict(sd) == STITCHING
-    if is_stitching:
-        sd = normalize_stitching_state_dict(sd)
-    sd = require_tensor_dict(sd, path, "a state dict")
-    save_safetensors(sd, path, metadata)

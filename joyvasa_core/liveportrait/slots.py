@@ -6,7 +6,7 @@ yaml section is ``{name}_params``, and ``attribute`` is its field of :class:`Liv
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -91,9 +91,6 @@ class LivePortraitConfig:
             if v is not None:
                 kw[spec.attribute] = as_config(spec.config, v)
         return cls(**kw)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def of(self, slot: str) -> Any:
         """The config of one slot."""

@@ -1,5 +1,8 @@
 """G: the SPADE decoder (W's feature map -> 512x512 RGB), run per frame.
 
+What G computes, plainly and in the reference's order, is ``plain.generate_plain``: read that first. This module is
+the fast way to compute the same thing (``tests/test_liveportrait_plain.py`` checks that they agree).
+
 Spectral norm is evaluated the way the reference does in eval mode, ``W = W_orig / (u . (W_orig v))`` from the
 stored u and v, with no power iteration; the folded weight is computed once and cached, not per frame.
 

@@ -1,4 +1,8 @@
-"""W: the warping module (source feature volume + keypoints -> warped 2-D feature map for G), run per frame."""
+"""W: the warping module (source feature volume + keypoints -> warped 2-D feature map for G), run per frame.
+
+What W computes, plainly and in the reference's order, is ``plain.warp_plain``: read that first. This module and
+``dense_motion.py`` are the fast way to compute the same thing (``tests/test_liveportrait_plain.py`` checks it).
+"""
 
 from __future__ import annotations
 

@@ -68,11 +68,6 @@ class MotionGenerator(nn.Module):
     def pe_mode(self) -> str:
         return self.config.pe_mode
 
-    def set_pe_mode(self, pe_mode: str) -> None:
-        """Switch the positional-encoding mode in place (both modes use the same weights)."""
-        self.config = self.config.with_pe_mode(pe_mode)
-        self.denoising_net.config = self.config
-
     @torch.no_grad()
     def encode_audio_window(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One window (B, 640*T) of 16 kHz audio -> HuBERT hidden (B,2T,768) and features (B,T,D)."""

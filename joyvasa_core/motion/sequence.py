@@ -1,4 +1,5 @@
-"""``MotionSequence``: the generated motion as it travels between stages (and to disk).
+"""``MotionSequence``: the generated motion as it travels between stages (``checkpoints/motion_sequence.py`` writes
+and reads it as a file).
 
 It carries both views: the generator's normalised (N,73) frames, and the de-normalised LivePortrait quantities
 (exp, scale, t, angles and R) after pose smoothing, plus the raw pose so smoothing can be changed without sampling
@@ -7,23 +8,15 @@ again. Angles are in degrees; R follows LivePortrait's transposed convention (ke
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
-from ..errors import CheckpointError
 from ..keypoints import rotation_matrix
-from ..partials import atomic_path
 from .smoothing import PoseSmoothing
 from .template import POSE_SLICE, MotionTemplate, split_pose
 
-FILE_FORMAT = "joyvasa_motion"
-FILE_VERSION = 1
 FRAME_FIELDS = ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R")
 OPTIONAL_FIELDS = ("eye_open",)  # per-frame tracks only some motions carry (None otherwise)
 
@@ -109,39 +102,3 @@ class MotionSequence:
             parts.append(f"pe {s['pe_mode']}")
         parts.append(f"smoothing {s.get('smoothing', '?')}")
         return f"MotionSequence({', '.join(parts)})"
-
-    def save(self, path: str | Path) -> None:
-        """Safetensors with the frame tensors and a ``json`` metadata entry (fps, seed, settings), written
-        atomically: the file appears complete under ``path`` or not at all."""
-        meta = {"format": FILE_FORMAT, "version": FILE_VERSION, "fps": self.fps, "seed": self.seed}
-        meta["settings"] = self.settings
-        present = [k for k in FRAME_FIELDS + OPTIONAL_FIELDS if getattr(self, k) is not None]
-        tensors = {k: getattr(self, k).detach().to("cpu").contiguous() for k in present}
-        with atomic_path(path) as partial:
-            save_file(tensors, str(partial), metadata={"json": json.dumps(meta)})
-
-    @classmethod
-    def load(cls, path: str | Path) -> MotionSequence:
-        """Read a file written by ``save``; anything else raises CheckpointError naming what was found."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"motion file: {path} does not exist; save a MotionSequence there first")
-        try:
-            with safe_open(str(path), "pt") as f:
-                raw = (f.metadata() or {}).get("json")
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:
-            raise CheckpointError(f"motion file: {path} is not a safetensors file ({exc})") from exc
-        meta = json.loads(raw) if raw else {}
-        if meta.get("format") != FILE_FORMAT:
-            raise CheckpointError(
-                f"motion file: {path} has format {meta.get('format')!r}, expected {FILE_FORMAT!r}; "
-                "it was not written by MotionSequence.save"
-            )
-        missing = [k for k in FRAME_FIELDS if k not in tensors]
-        if missing:
-            raise CheckpointError(f"motion file: {path} lacks tensors {missing}; re-save the motion")
-        known = {f.name for f in fields(cls)}
-        extra = {k: meta[k] for k in ("fps", "seed", "settings") if k in known and k in meta}
-        optional = {k: tensors[k] for k in OPTIONAL_FIELDS if k in tensors}
-        return cls(**{k: tensors[k] for k in FRAME_FIELDS}, **optional, **extra)

@@ -81,18 +81,6 @@ class MotionTemplate:
         hi = self.max_pose.to(device=pose_coef.device, dtype=pose_coef.dtype)
         return pose_coef * (hi - lo) + lo
 
-    def normalize(
-        self, exp: torch.Tensor, scale: torch.Tensor, t: torch.Tensor, pitch: torch.Tensor, yaw: torch.Tensor,
-        roll: torch.Tensor,
-    ) -> torch.Tensor:
-        """Inverse map with the training-time eps (1e-9); dims 70..72 (unused at inference) are zero."""
-        n = exp.shape[:-2]
-        dev = dict(device=exp.device, dtype=exp.dtype)
-        exp_c = (exp.reshape(*n, 63) - self.mean_exp.to(**dev)) / (self.std_exp.to(**dev) + TRAIN_EPS)
-        pose = torch.cat([scale, t, pitch, yaw, roll], dim=-1)
-        lo, hi = self.min_pose.to(**dev), self.max_pose.to(**dev)
-        pose_c = (pose - lo) / (hi - lo + TRAIN_EPS)
-        return torch.cat([exp_c, pose_c, exp.new_zeros(*n, MOTION_DIM - 70)], dim=-1)
 
 
 def split_pose(pose: torch.Tensor) -> dict[str, torch.Tensor]:

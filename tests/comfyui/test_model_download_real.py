@@ -21,7 +21,7 @@ from hub_server import shared_hub, width_configs
 from render_prompts import speech_frames
 from ui_to_api import convert
 
-from joyvasa_core.model_files import HUMAN, MOTION_GENERATOR, files_for
+from joyvasa_core.model_catalog import HUMAN, MOTION_GENERATOR, files_for
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = fixture_dir()

@@ -11,7 +11,6 @@ then the head of output 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -104,10 +103,3 @@ def depth_to_space_tf(x: torch.Tensor, block: int) -> torch.Tensor:
 def nhwc_rows(x: torch.Tensor, values: int) -> torch.Tensor:
     """RESHAPE of an NHWC map to (B, H·W·k, values): the anchor order of the SSD heads."""
     return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, values)
-
-
-def tflite_layers(module: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """The weight-carrying layers in registration order: the order the converter fills them."""
-    for name, sub in module.named_modules():
-        if isinstance(sub, (TFConv2d, TFPReLU)):
-            yield name, sub

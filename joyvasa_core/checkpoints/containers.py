@@ -208,12 +208,3 @@ def require_tensor_dict(obj: Any, path: str | os.PathLike, what: str = "a state 
         raise _fail(p, f"expected {what} of tensors, but {len(bad)} entries are not tensors: {shown}",
                     "Check that this is a weight file of the right kind.")
     return dict(obj)
-
-
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
-                     metadata: Mapping[str, str] | None = None) -> None:
-    """Write tensors as safetensors (contiguous, CPU, no shared storage, which safetensors refuses)."""
-    from safetensors.torch import save_file
-
-    out = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    save_file(out, str(path), metadata=dict(metadata) if metadata else None)
