@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import soundfile as sf
@@ -16,7 +17,7 @@ from fixture_support import fixture_path
 
 from joyvasa_core.audio.io import load_audio
 from joyvasa_core.batch import command
-from joyvasa_core.batch.keys import portrait_key, samples_digest, speech_key
+from joyvasa_core.batch.keys import array_digest, portrait_key, speech_key
 from joyvasa_core.batch.report import read_report
 
 HEADER = "image,audio,out,seed"
@@ -57,6 +58,10 @@ CASES = [
      ["column 'colour' is not an option"]),
     ("batch-option-in-a-row", "m.csv", f"{HEADER},device\nportrait.png,speech.wav,a.mp4,1,cuda\n",
      ["column 'device' is an option of the whole batch", "--device"]),
+    ("two-columns-one-option", "m.csv", f"{HEADER},cfg_scale,cfg-scale\nportrait.png,speech.wav,a.mp4,1,2,3\n",
+     ["columns 'cfg_scale' and 'cfg-scale' both name --cfg-scale"]),
+    ("overwrite-column", "m.csv", f"{HEADER},overwrite\nportrait.png,speech.wav,a.mp4,1,true\n",
+     ["never replaces a finished video"]),
     ("bad-value", "m.csv", f"{HEADER}\nportrait.png,speech.wav,a.mp4,abc\n",
      ["row 1, column seed, value 'abc'", "invalid int"]),
     ("out-of-range", "m.csv", f"{HEADER},crf\nportrait.png,speech.wav,a.mp4,1,60\n",
@@ -149,23 +154,49 @@ def make_tiny_mp4(path: Path, n: int = 5) -> None:
 def test_ray_option_without_ray_is_one_line(capsys, folder, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the package gives
     manifest = write_manifest(folder, "m.csv", f"{HEADER}\nportrait.png,speech.wav,a.mp4,1\n")
+    before = snapshot(folder)
     code, lines = run(capsys, folder, manifest, "--ray")
     assert code == 2 and len(lines) == 1
     assert "--ray: the optional 'ray' package is not installed" in lines[0] and "requirements-ray.txt" in lines[0]
-    assert not list((folder / "videos").glob("*.mp4"))
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--retries", "-1"), ("--cpus-per-worker", "0")])
+def test_bad_batch_option(capsys, folder, flag, value):
+    manifest = write_manifest(folder, "m.csv", f"{HEADER}\nportrait.png,speech.wav,a.mp4,1\n")
+    before = snapshot(folder)
+    code, lines = run(capsys, folder, manifest, flag, value)
+    assert code == 2 and lines == [f"error: {flag} {value}: give {0 if flag == '--retries' else 1} or more."]
+    assert snapshot(folder) == before
+
+
+def test_a_file_under_an_output_name_that_is_no_video_is_kept(capsys, folder):
+    (folder / "videos").mkdir()
+    mine = folder / "videos" / "a.mp4"
+    mine.write_bytes(b"the user's notes, saved under a video name")
+    manifest = write_manifest(folder, "m.csv", f"{HEADER}\nportrait.png,speech.wav,a.mp4,1\n")
+    code, _ = run(capsys, folder, manifest)
+    assert code == 1
+    [row] = read_report(folder / "videos" / "m.report.jsonl")
+    assert row["status"] == "failed" and "exists but is not a video" in row["error"] and "move it away" in row["error"]
+    assert mine.read_bytes() == b"the user's notes, saved under a video name"
 
 
 def test_content_keys(folder):
-    """The same samples in another file format give the same speech key; a seed, another speech or other crop
-    options give another key."""
+    """The same samples in another file format give the same speech key, the same pixels in another image format
+    the same portrait key; a seed, a sample, a pixel or a crop option more or less gives another key."""
     wave = load_audio(str(folder / "speech.wav"))
     sf.write(str(folder / "speech.flac"), (wave.numpy() * 32768).round().astype(np.int16), 16000)
-    same = samples_digest(load_audio(str(folder / "speech.flac")))
-    assert same == samples_digest(wave)
-    assert speech_key(same, {"seed": 1}) == speech_key(samples_digest(wave), {"seed": 1})
+    same = array_digest(load_audio(str(folder / "speech.flac")))
+    assert same == array_digest(wave)
+    assert speech_key(same, {"seed": 1}) == speech_key(array_digest(wave), {"seed": 1})
     assert speech_key(same, {"seed": 1}) != speech_key(same, {"seed": 2})
-    assert samples_digest(wave[:-1]) != same and samples_digest(torch.zeros(3)) != samples_digest(torch.zeros(4))
-    photo = (folder / "portrait.png").read_bytes()
-    assert portrait_key(photo, {"face_index": 0}) == portrait_key(bytes(photo), {"face_index": 0})
-    assert portrait_key(photo, {"face_index": 0}) != portrait_key(photo, {"face_index": 1})
-    assert portrait_key(photo, {"face_index": 0}) != portrait_key(photo[:-1], {"face_index": 0})
+    assert array_digest(wave[:-1]) != same and array_digest(torch.zeros(3)) != array_digest(torch.zeros(4))
+    photo = cv2.imread(str(folder / "portrait.png"))
+    cv2.imwrite(str(folder / "portrait.bmp"), photo)
+    pixels = array_digest(photo)
+    assert array_digest(cv2.imread(str(folder / "portrait.bmp"))) == pixels
+    assert portrait_key(pixels, {"face_index": 0}) == portrait_key(array_digest(photo.copy()), {"face_index": 0})
+    assert portrait_key(pixels, {"face_index": 0}) != portrait_key(pixels, {"face_index": 1})
+    photo[0, 0, 0] ^= 1
+    assert portrait_key(array_digest(photo), {"face_index": 0}) != portrait_key(pixels, {"face_index": 0})

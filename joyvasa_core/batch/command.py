@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import JoyVASAError
 from .report import INVALID, Report, RowResult, report_path, skipped
-from .worker import Globals
+from .rows import Row, RowError
 
 EXIT_FAILED_ROWS = 1
 # The single job's options that the batch takes for all rows, with the single job's meaning.
@@ -68,12 +68,25 @@ def _unmake(made: list[Path]) -> None:
             pass
 
 
+def _check_batch_options(args: argparse.Namespace) -> None:
+    """The batch's own options, before the manifest is read; with ``--ray``, Ray itself (an optional package)."""
+    for name, value, least in (("workers", args.workers, 1), ("cpus_per_worker", args.cpus_per_worker, 1),
+                               ("retries", args.retries, 0)):
+        if value is not None and value < least:
+            raise JoyVASAError(f"--{name.replace('_', '-')} {value}: give {least} or more.")
+    if args.ray is not None:
+        from .ray_runner import import_ray
+
+        import_ray()
+
+
 def run_batch(args: argparse.Namespace) -> int:
     from ..cli import build_parser
     from ..partials import remove_stale_partials
     from .manifest import read_manifest
     from .rows import plan_rows
 
+    _check_batch_options(args)
     manifest = read_manifest(args.manifest)
     out_dir = Path(args.out_dir).expanduser().absolute()
     if out_dir.exists() and not out_dir.is_dir():
@@ -81,7 +94,9 @@ def run_batch(args: argparse.Namespace) -> int:
     made: list[Path] = []
     try:
         _folders(made)(out_dir)
-        rows, problems = plan_rows(manifest, out_dir, build_parser(), _folders(made))
+        shared = {k: getattr(args, k) for k in GLOBAL_OPTIONS if k != "quiet"}
+        shared["models"] = str(Path(args.models).expanduser().absolute())  # the same folder on every worker
+        rows, problems = plan_rows(manifest, out_dir, build_parser(), shared, _folders(made))
     except BaseException:
         _unmake(made)
         raise
@@ -97,12 +112,8 @@ def run_batch(args: argparse.Namespace) -> int:
     return _run_rows(args, manifest.path, out_dir, rows, problems)
 
 
-def _globals(args: argparse.Namespace) -> Globals:
-    return Globals(models=str(Path(args.models).expanduser().absolute()), download=args.download,
-                   device=args.device, dtype=args.dtype, detector=args.detector, detector_range=args.detector_range)
-
-
-def _run_rows(args: argparse.Namespace, manifest: Path, out_dir: Path, rows: list, problems: list) -> int:
+def _run_rows(args: argparse.Namespace, manifest: Path, out_dir: Path, rows: list[Row], problems: list[RowError]
+              ) -> int:
     from .progress import BatchProgress
 
     path = report_path(out_dir, manifest)
@@ -124,7 +135,7 @@ def _run_rows(args: argparse.Namespace, manifest: Path, out_dir: Path, rows: lis
                 else:
                     todo.append(row)
             if todo:
-                _runner(args)(todo, _globals(args), finished, args)
+                _runner(args)(todo, finished)
         finally:
             bar.close()
         results = report.results
@@ -141,13 +152,13 @@ def _runner(args: argparse.Namespace):
     if args.ray is None:
         from .local import run_local
 
-        return lambda rows, settings, finished, args: run_local(rows, settings, finished)
+        return run_local
     from .ray_runner import RayOptions, run_on_ray
 
     address = args.ray or os.environ.get("RAY_ADDRESS") or None
     options = RayOptions(address=address, workers=args.workers, cpus_per_worker=args.cpus_per_worker,
-                         retries=args.retries)
-    return lambda rows, settings, finished, args: run_on_ray(rows, settings, finished, options)
+                         retries=args.retries, device=args.device)
+    return lambda rows, finished: run_on_ray(rows, finished, options)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,12 @@ from collections.abc import Callable
 
 from .report import RowResult
 from .rows import Row
-from .worker import Globals, Worker
+from .worker import Worker
 
 
-def run_local(rows: list[Row], settings: Globals, finished: Callable[[RowResult], None],
-              worker: Worker | None = None) -> Worker:
+def run_local(rows: list[Row], finished: Callable[[RowResult], None], worker: Worker | None = None) -> Worker:
     """Run ``rows``, calling ``finished`` with each result as it ends; returns the worker (its counts)."""
-    worker = worker or Worker(settings)
+    worker = worker or Worker()
     for row in rows:
         result, _, _ = worker.run(row.number, row.options)
         finished(result)

@@ -30,7 +30,7 @@ from ..errors import JoyVASAError
 from ..partials import atomic_path
 from .report import FAILED, RowResult
 from .rows import OUTPUTS, Row
-from .worker import Globals, Worker
+from .worker import Worker
 
 PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -43,6 +43,7 @@ class RayOptions:
     workers: int | None = None
     cpus_per_worker: int = 4
     retries: int = 2
+    device: str = "auto"
 
 
 def import_ray() -> Any:
@@ -65,10 +66,11 @@ class ActorShape:
     device: str
 
 
-def actor_shape(resources: dict[str, float], options: RayOptions, settings: Globals, rows: int) -> ActorShape:
-    """One actor per GPU, else one per ``cpus_per_worker`` CPUs; never more actors than rows."""
+def actor_shape(resources: dict[str, float], options: RayOptions, rows: int) -> ActorShape:
+    """One actor per GPU (unless ``--device cpu``), else one per ``cpus_per_worker`` CPUs; never more actors than
+    rows."""
     gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 0))
-    if gpus and settings.device in ("auto", "cuda") or settings.device.startswith("cuda"):
+    if gpus and (options.device == "auto" or options.device.startswith("cuda")):
         count, shape = gpus, (1.0, 1.0, "cuda")
     else:
         share = max(1, options.cpus_per_worker)
@@ -82,15 +84,18 @@ def actor_shape(resources: dict[str, float], options: RayOptions, settings: Glob
 class RayWorker:
     """A ``Worker`` inside a Ray actor: inputs arrive as bytes, outputs leave as bytes."""
 
-    def __init__(self, settings: Globals, threads: int) -> None:
+    def __init__(self, threads: int) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
-        self.worker = Worker(settings)
+        self.worker = Worker()
         self.folder = Path(tempfile.mkdtemp(prefix="joyvasa-batch-"))
 
     def pid(self) -> int:
         return os.getpid()
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def counts(self) -> dict[str, int]:
         return dict(self.worker.counts)
@@ -110,17 +115,20 @@ class RayWorker:
             paths[key] = str(path)
         return paths
 
-    def run(self, number: int, options: dict[str, Any], files: dict[str, tuple[str, Any]],
+    def run(self, number: int, values: dict[str, Any], files: dict[str, tuple[str, Any]],
             motion: tuple[str, Any] | None) -> tuple[RowResult, str | None, Any, dict[str, bytes]]:
         """One row with its inputs' bytes; returns the result, the speech key and motion, and the outputs' bytes."""
         out_dir = Path(tempfile.mkdtemp(dir=self.folder, prefix=f"row{number}-"))
-        local = {**options, **self._local(files)}
-        local.update({k: str(out_dir / f"{k}{Path(options[k]).suffix}") for k in OUTPUTS if options.get(k)})
+        local = {**values, **self._local(files)}
+        local.update({k: str(out_dir / f"{k}{Path(values[k]).suffix}") for k in OUTPUTS if values.get(k)})
         if motion is not None:
-            self.worker.motions.put(*motion)
+            import ray
+
+            key, ref = motion
+            self.worker.motions.put(key, ray.get(ref))
         try:
             result, key, used = self.worker.run(number, local)
-            data = {k: Path(local[k]).read_bytes() for k in OUTPUTS if options.get(k) and Path(local[k]).is_file()}
+            data = {k: Path(local[k]).read_bytes() for k in OUTPUTS if values.get(k) and Path(local[k]).is_file()}
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
         return result, key, used, data
@@ -189,7 +197,12 @@ def _start(ray: Any, options: RayOptions) -> None:
                               "runtime_env": {"py_modules": [str(PACKAGE)]}}
     if options.address is None:
         kwargs["include_dashboard"] = False
-    ray.init(address=options.address, **kwargs)
+    try:
+        ray.init(address=options.address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = options.address or "RAY_ADDRESS / the local cluster"
+        raise JoyVASAError(f"--ray {where}: cannot connect ({(str(exc).splitlines() or [''])[0]}); check the address, "
+                           "or start the cluster (`ray start --head`).") from None
 
 
 def _input_refs(ray: Any, rows: list[Row]) -> dict[int, dict[str, tuple[str, Any]]]:
@@ -208,21 +221,17 @@ def _input_refs(ray: Any, rows: list[Row]) -> dict[int, dict[str, tuple[str, Any
 class RayBatch:
     """The driver's loop: rows to free actors, results back, dead actors restarted and their rows retried."""
 
-    def __init__(self, ray: Any, rows: list[Row], settings: Globals, finished: Callable[[RowResult], None],
-                 options: RayOptions) -> None:
+    def __init__(self, ray: Any, rows: list[Row], finished: Callable[[RowResult], None], options: RayOptions) -> None:
         self.ray, self.finished, self.options = ray, finished, options
-        shape = actor_shape(ray.cluster_resources(), options, settings, len(rows))
+        shape = actor_shape(ray.cluster_resources(), options, len(rows))
         remote = ray.remote(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus, max_restarts=options.retries,
                             max_task_retries=0)(RayWorker)
-        device = shape.device if settings.device == "auto" else settings.device
-        worker_settings = Globals(**{**settings.__dict__, "device": device})
-        self.actors = [remote.remote(worker_settings, int(shape.num_cpus) or 1) for _ in range(shape.count)]
+        self.actors = [remote.remote(int(shape.num_cpus) or 1) for _ in range(shape.count)]
         self.files = _input_refs(ray, rows)
         self.plan = Dispatcher(deque(rows), {r.number: speech_group(r) for r in rows}, options.retries)
         self.idle = list(self.actors)
         self.running: dict[Any, tuple[Any, Row]] = {}
         self.health: dict[Any, Any] = {}  # a ping to an actor that died, answered once Ray has restarted it
-        self.deaths = dict.fromkeys(range(len(self.actors)), 0)
 
     def _dispatch(self) -> None:
         while self.idle and (row := self.plan.next_row()) is not None:
@@ -232,24 +241,28 @@ class RayBatch:
             self.running[actor.run.remote(row.number, row.options, self.files[row.number], motion)] = (actor, row)
 
     def _died(self, actor: Any) -> None:
-        """Ping a dead actor: it gets rows again once Ray has restarted it, unless it died too often."""
-        index = self.actors.index(actor)
-        self.deaths[index] += 1
-        if self.deaths[index] <= self.options.retries:
-            self.health[actor.pid.remote()] = actor
+        """Ping an actor whose row died with it: the ping waits while Ray restarts the actor (``max_task_retries``)
+        and answers once it is back, or fails when the actor has used its ``max_restarts``."""
+        self.health[actor.pid.options(max_task_retries=-1).remote()] = actor
 
     def _answered(self, ref: Any) -> None:
         actor = self.health.pop(ref)
         try:
             self.ray.get(ref)
-            self.idle.append(actor)
         except self.ray.exceptions.RayActorError:
-            self._died(actor)
+            return  # dead for good: its rows go to the others
+        self.idle.append(actor)
 
     def _ended(self, ref: Any) -> None:
         actor, row = self.running.pop(ref)
         try:
             result, key, motion, data = self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:  # a failure the worker did not catch: this row only
+            self.idle.append(actor)
+            self.plan.release(row, None, None)
+            self.finished(RowResult(row=row.number, status=FAILED, out=str(row.out),
+                                    error=f"{type(exc.cause).__name__}: {str(exc.cause).splitlines()[0]}"))
+            return
         except self.ray.exceptions.RayActorError as exc:
             self._died(actor)
             self.plan.release(row, None, None)
@@ -262,7 +275,7 @@ class RayBatch:
         self.idle.append(actor)
         if result.ok:
             _write_outputs(row, data)
-            result.out = str(row.out)
+        result.out = str(row.out)
         result.attempts = self.plan.attempts.get(row.number, 1)
         self.finished(result)
 
@@ -281,17 +294,21 @@ class RayBatch:
         return {k: sum(c[k] for c in counts) for k in counts[0]} if counts else {}
 
     def close(self) -> None:
+        """Remove the actors' temporary folders, then the actors."""
+        try:
+            self.ray.get([a.close.remote() for a in self.idle], timeout=60)
+        except self.ray.exceptions.RayError:
+            pass
         for actor in self.actors:
             self.ray.kill(actor)
 
 
-def run_on_ray(rows: list[Row], settings: Globals, finished: Callable[[RowResult], None],
-               options: RayOptions) -> dict[str, int]:
+def run_on_ray(rows: list[Row], finished: Callable[[RowResult], None], options: RayOptions) -> dict[str, int]:
     """Run ``rows`` on Ray actors, calling ``finished`` with each result; returns the actors' summed counts."""
     ray = import_ray()
     _start(ray, options)
     try:
-        batch = RayBatch(ray, rows, settings, finished, options)
+        batch = RayBatch(ray, rows, finished, options)
         try:
             return batch.run()
         finally:

@@ -31,6 +31,7 @@ class RowResult:
     motion: str | None = None  # "sampled" or "reused"
     portrait: str | None = None  # "prepared" or "reused"
     worker: str | None = None
+    seed: int | None = None
     attempts: int = 1
 
     @property
@@ -91,8 +92,13 @@ def video_facts(path: Path) -> tuple[int, float]:
 
 
 def skipped(row: int, out: Path) -> RowResult | None:
-    """The result of a row whose output is already complete, else None (the row must run)."""
-    if not out.is_file():
+    """The result of a row whose output is already complete, else None (the row must run). A file under that name
+    that is not a readable video is never replaced: the row fails and says so."""
+    if not out.exists():
         return None
-    frames, duration = video_facts(out)
+    try:
+        frames, duration = video_facts(out)
+    except (OSError, IndexError, ValueError) as exc:
+        return RowResult(row=row, status=FAILED, out=str(out), error=f"{out} exists but is not a video this batch can "
+                         f"read ({type(exc).__name__}); move it away and run again to make the row's video.")
     return RowResult(row=row, status=SKIPPED, out=str(out), frames=frames, duration=round(duration, 3), seconds=0.0)

@@ -67,8 +67,16 @@ def row_actions(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
 
 def check_columns(manifest: Manifest, actions: dict[str, argparse.Action]) -> None:
     """Refuse a column that is not a per-row option, and a manifest without an image, output or motion source."""
+    named: dict[str, str] = {}
     for column in manifest.columns:
         key = column_key(column)
+        if key in named:
+            raise RowError(f"manifest {manifest.path}: columns {named[key]!r} and {column!r} both name "
+                           f"--{key.replace('_', '-')}; keep one.")
+        named[key] = column
+        if key == "overwrite":
+            raise RowError(f"manifest {manifest.path}: column {column!r}: the batch never replaces a finished video "
+                           "(a rerun skips it); move the video away to make it again.")
         if key in BATCH_OPTIONS:
             raise RowError(f"manifest {manifest.path}: column {column!r} is an option of the whole batch; give "
                            f"--{key.replace('_', '-')} to the batch command instead.")
@@ -161,31 +169,20 @@ def check_rows(rows: list[Row], inputs: Callable[[Row], dict[str, Path]] = lambd
     return problems
 
 
-def _single_job_check(ns: argparse.Namespace) -> dict[str, Path]:
-    """The single job's checks of one row's options and files; returns the outputs it writes."""
-    from ..validate import (
-        CLI,
-        MOTION_EXTS,
-        PREVIEW_EXTS,
-        TEMPLATE_EXTS,
-        VIDEO_EXTS,
-        Output,
-        check_input_file,
-        check_options,
-        check_outputs,
-    )
+def check_row(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
+    """One row through the single job's own checks (``plan_job`` then ``check_job``: options, files, room on the
+    disk), before any model loads. Returns its values with the seed fixed (a row without one takes its speech's
+    ``file_seed``) and the outputs it writes. An existing output is not an error here: the batch skips that row."""
+    from ..job import check_job, plan_job
+    from .keys import file_seed
 
-    check_options({**vars(ns), "device_type": "cpu"}, CLI)
-    inputs = {k: check_input_file(k, getattr(ns, k), CLI) for k in INPUTS if getattr(ns, k, None)}
-    outputs, _ = check_outputs([Output("out", ns.out, VIDEO_EXTS, "video container"),
-                                Output("save_motion", ns.save_motion, MOTION_EXTS, "motion file"),
-                                Output("motion_preview", ns.motion_preview, PREVIEW_EXTS, "preview image"),
-                                Output("export_template", ns.export_template, TEMPLATE_EXTS, "driving template")],
-                               inputs, True, CLI)
-    return outputs
+    audio = values.get("audio")
+    plan = plan_job({**values, "overwrite": True}, draw_seed=lambda: file_seed(audio) if audio else 0)
+    inputs = check_job(plan)
+    return {**values, "seed": plan.seed}, inputs.outputs
 
 
-def _parsed(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser,
+def _parsed(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser, shared: dict[str, Any],
             make_folder: Callable[[Path], None]) -> tuple[list[Row], list[RowError]]:
     """Every row through the single job's parser, with its outputs as named."""
     actions = row_actions(parser)
@@ -201,7 +198,7 @@ def _parsed(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser,
             problems.append(RowError(f"row {mrow.number}: no audio, motion or driving_video; give the speech (or a "
                                      "motion) that drives the portrait.", mrow.number))
             continue
-        options = {k: v for k, v in vars(ns).items() if k not in BATCH_OPTIONS}
+        options = {**{k: v for k, v in vars(ns).items() if k not in BATCH_OPTIONS}, **shared}
         rows.append(Row(mrow.number, options, {k: Path(options[k]) for k in OUTPUTS if options.get(k)}))
     return rows, problems
 
@@ -213,12 +210,12 @@ def _named(number: int, message: str) -> RowError:
     return RowError(f"row {number}{column}: {message}", number)
 
 
-def plan_rows(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser,
+def plan_rows(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser, shared: dict[str, Any],
               make_folder: Callable[[Path], None]) -> tuple[list[Row], list[RowError]]:
     """Every row checked as the single job checks its options, and against the other rows: the good rows, and one
-    error per bad row. ``make_folder`` creates an output's folder inside ``out_dir`` (the caller removes them if it
-    gives up)."""
-    parsed, problems = _parsed(manifest, out_dir, parser, make_folder)
+    error per bad row. ``shared`` holds the batch's options every row takes (``--models``, ``--device``, ...);
+    ``make_folder`` creates an output's folder inside ``out_dir`` (the caller removes them if it gives up)."""
+    parsed, problems = _parsed(manifest, out_dir, parser, shared, make_folder)
     clashes = check_rows(parsed)
     problems += clashes
     refused = {p.row for p in clashes}
@@ -227,9 +224,9 @@ def plan_rows(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser
         if row.number in refused:
             continue
         try:
-            outputs = _single_job_check(argparse.Namespace(**row.options))
+            values, outputs = check_row(row.options)
         except JoyVASAError as exc:
             problems.append(_named(row.number, exc.for_cli()))
             continue
-        rows.append(Row(row.number, row.options, outputs))
+        rows.append(Row(row.number, values, outputs))
     return rows, sorted(problems, key=lambda p: p.row or 0)
