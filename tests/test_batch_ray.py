@@ -76,7 +76,8 @@ def kill_one_actor_mid_row(batch: subprocess.Popen, report: Path, timeout: float
             os.kill(busy[0].pid, signal.SIGKILL)
             return busy[0].pid
         time.sleep(0.2)
-    raise AssertionError("no actor was running a row to kill")
+    ended = "" if batch.poll() is None else f"the batch ended ({batch.returncode}): {batch.stderr.read()[-2000:]}"
+    raise AssertionError(f"no actor was running a row to kill; {ended}")
 
 
 def test_ray_batch_survives_a_killed_worker(cluster, folder):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -162,19 +161,7 @@ def _runner(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli import Stopped, stop_cleanly_on_signals
+    from ..cli import exit_status
 
     args = build_batch_parser().parse_args(argv)
-    try:
-        with stop_cleanly_on_signals():
-            return run_batch(args)
-    except JoyVASAError as exc:
-        print(f"error: {exc.for_cli()}", file=sys.stderr)
-        return 2
-    except Stopped as exc:
-        print(f"\nstopped by {signal.Signals(exc.signum).name}; finished rows are kept, run the same command again "
-              "to do the rest.", file=sys.stderr)
-        return 128 + exc.signum
-    except KeyboardInterrupt:
-        print("\ncancelled; finished rows are kept, run the same command again to do the rest.", file=sys.stderr)
-        return 130
+    return exit_status(lambda: run_batch(args), "finished rows are kept, run the same command again to do the rest")
