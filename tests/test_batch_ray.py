@@ -31,7 +31,7 @@ face2.png,a.wav,shared_2.mp4,7
 noface.png,b.wav,noface.mp4,
 face3.jpg,b.wav,third.mp4,3
 face1.png,c.wav,fourth.mp4,
-face2.png,b.wav,fifth.mp4,5
+face2.png,b.wav,fifth,5
 """
 
 
@@ -110,5 +110,6 @@ def test_ray_batch_survives_a_killed_worker(cluster, folder):
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(["shared_1.mp4", "shared_2.mp4", "third.mp4", "fourth.mp4", "fifth.mp4",
                             "rows.report.jsonl"])
+    assert by_row[6]["out"] == str(out / "fifth.mp4"), "a name without extension gets .mp4, as on the command line"
     assert partial_files(out) == []
     print(f"ray batch of 6 rows with one actor killed: {seconds:.1f} s")

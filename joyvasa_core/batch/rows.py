@@ -178,8 +178,8 @@ def check_row(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Path]]:
 
     audio = values.get("audio")
     plan = plan_job({**values, "overwrite": True}, draw_seed=lambda: file_seed(audio) if audio else 0)
-    inputs = check_job(plan)
-    return {**values, "seed": plan.seed}, inputs.outputs
+    outputs = check_job(plan).outputs  # a name without extension has gained .mp4 (or its kind's own)
+    return {**values, "seed": plan.seed, **{k: str(p) for k, p in outputs.items()}}, outputs
 
 
 def _parsed(manifest: Manifest, out_dir: Path, parser: argparse.ArgumentParser, shared: dict[str, Any],
