@@ -3,6 +3,7 @@ speech, running ``python -m joyvasa_core batch`` as a user does, and reading its
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -68,6 +69,11 @@ def probe(path: Path) -> tuple[int, float]:
         samples = sum(f.samples for f in container.decode(audio=0))
         rate = container.streams.audio[0].rate
     return frames, samples / rate
+
+
+def read_report(path: Path) -> list[dict]:
+    """The rows of a batch report (JSON Lines)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def partial_files(folder: Path) -> list[Path]:

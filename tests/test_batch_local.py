@@ -17,11 +17,10 @@ from batch_support import (
     expected_frames,
     partial_files,
     probe,
+    read_report,
     run_batch,
     write_batch_folder,
 )
-
-from joyvasa_core.batch.report import read_report
 
 MANIFEST = """{"image": "face1.png", "audio": "b.wav", "out": "first.mp4"}
 {"image": "face2.png", "audio": "a.wav", "out": "clips/second.mp4", "seed": 11}

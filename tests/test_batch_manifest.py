@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from batch_support import read_report
 from fixture_support import fixture_path
 
 from joyvasa_core.audio.io import load_audio
 from joyvasa_core.batch import command
 from joyvasa_core.batch.keys import array_digest, portrait_key, speech_key
-from joyvasa_core.batch.report import read_report
 
 HEADER = "image,audio,out,seed"
 

@@ -16,14 +16,20 @@ from pathlib import Path
 
 import psutil
 import pytest
-from batch_support import batch_command, batch_env, expected_frames, partial_files, probe, write_batch_folder
+from batch_support import (
+    batch_command,
+    batch_env,
+    expected_frames,
+    partial_files,
+    probe,
+    read_report,
+    write_batch_folder,
+)
 
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before ray is imported: nodes on 127.0.0.1
 
 import ray  # noqa: E402  (requirements-ray.txt; scripts/test.sh installs it)
 from ray.cluster_utils import Cluster  # noqa: E402
-
-from joyvasa_core.batch.report import read_report  # noqa: E402
 
 MANIFEST = """image,audio,out,seed
 face1.png,a.wav,shared_1.mp4,7

@@ -10,10 +10,9 @@ from .rows import Row
 from .worker import Worker
 
 
-def run_local(rows: list[Row], finished: Callable[[RowResult], None], worker: Worker | None = None) -> Worker:
-    """Run ``rows``, calling ``finished`` with each result as it ends; returns the worker (its counts)."""
-    worker = worker or Worker()
+def run_local(rows: list[Row], finished: Callable[[RowResult], None]) -> None:
+    """Run ``rows`` in order on one worker, calling ``finished`` with each result as it ends."""
+    worker = Worker()
     for row in rows:
         result, _, _ = worker.run(row.number, row.options)
         finished(result)
-    return worker

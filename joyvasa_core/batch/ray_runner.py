@@ -97,9 +97,6 @@ class RayWorker:
     def close(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def counts(self) -> dict[str, int]:
-        return dict(self.worker.counts)
-
     def _local(self, files: dict[str, tuple[str, Any]]) -> dict[str, str]:
         import ray
 
@@ -279,8 +276,8 @@ class RayBatch:
         result.attempts = self.plan.attempts.get(row.number, 1)
         self.finished(result)
 
-    def run(self) -> dict[str, int]:
-        """Every row to its end; returns the live actors' summed counts (models loaded, motions sampled, ...)."""
+    def run(self) -> None:
+        """Every row to its end."""
         while self.plan.rows or self.running or self.health:
             self._dispatch()
             if not self.running and not self.health:
@@ -290,8 +287,6 @@ class RayBatch:
         for row in self.plan.rows:
             self.finished(RowResult(row=row.number, status=FAILED, out=str(row.out),
                                     error="no Ray worker is left (each died more than --retries times); run again."))
-        counts = [self.ray.get(a.counts.remote()) for a in self.idle]
-        return {k: sum(c[k] for c in counts) for k in counts[0]} if counts else {}
 
     def close(self) -> None:
         """Remove the actors' temporary folders, then the actors."""
@@ -303,14 +298,14 @@ class RayBatch:
             self.ray.kill(actor)
 
 
-def run_on_ray(rows: list[Row], finished: Callable[[RowResult], None], options: RayOptions) -> dict[str, int]:
-    """Run ``rows`` on Ray actors, calling ``finished`` with each result; returns the actors' summed counts."""
+def run_on_ray(rows: list[Row], finished: Callable[[RowResult], None], options: RayOptions) -> None:
+    """Run ``rows`` on Ray actors, calling ``finished`` with each result as it ends."""
     ray = import_ray()
     _start(ray, options)
     try:
         batch = RayBatch(ray, rows, finished, options)
         try:
-            return batch.run()
+            batch.run()
         finally:
             batch.close()
     finally:

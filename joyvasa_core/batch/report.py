@@ -75,11 +75,6 @@ class Report:
         self.close()
 
 
-def read_report(path: Path) -> list[dict[str, Any]]:
-    """The rows of a report file (for tests, tools and a user's scripts)."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def video_facts(path: Path) -> tuple[int, float]:
     """(frames, seconds) of a finished mp4, read from its container."""
     import av

@@ -58,7 +58,6 @@ class ContentCache(StageCache):
         if value is None:
             value = make()
             store.put(key, value)
-            self.worker.counts[stage] += 1
             self.used[stage] = made
         else:
             self.used[stage] = "reused"
@@ -84,15 +83,13 @@ def _serves(held: ModelsPlan, need: ModelsPlan) -> bool:
 
 
 class Worker:
-    """Loaded models and the work rows share. ``counts`` says how often each stage really ran: model sets loaded,
-    motions sampled, portraits prepared."""
+    """Loaded models and the work rows share (each row's result says what it made and what it reused)."""
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.model_sets: dict[ModelsPlan, Any] = {}
         self.portraits = Lru(PORTRAITS_KEPT)
         self.motions = Lru(MOTIONS_KEPT)
-        self.counts = {"models": 0, "motion": 0, "portrait": 0}
 
     def models(self, plan: JobPlan) -> Any:
         """The loaded models of ``plan``: ones already held when they serve it, else loaded (fetched if allowed)."""
@@ -104,7 +101,6 @@ class Worker:
                 return models
         models, _ = load_job_models(plan)
         self.model_sets[plan.models] = models
-        self.counts["models"] += 1
         return models
 
     def run(self, number: int, values: dict[str, Any]) -> tuple[RowResult, str | None, Any]:
