@@ -19,7 +19,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import JoyVASAError
@@ -209,21 +209,27 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def exit_status(run: Callable[[], int], kept: str) -> int:
+    """``run()`` as a command: its status, or one ``error:`` line (exit 2) for a user error, and for SIGTERM/SIGHUP
+    (128 + signal) or Ctrl-C (130) a line saying what was ``kept``."""
     try:
         with stop_cleanly_on_signals():
-            return run(args)
+            return run()
     except JoyVASAError as exc:
         print(f"error: {exc.for_cli()}", file=sys.stderr)
         return EXIT_USER_ERROR
     except Stopped as exc:
         name = signal.Signals(exc.signum).name
-        print(f"\nstopped by {name}; no video was written.", file=sys.stderr)
+        print(f"\nstopped by {name}; {kept}.", file=sys.stderr)
         return 128 + exc.signum
     except KeyboardInterrupt:
-        print("\ncancelled; no video was written.", file=sys.stderr)
+        print(f"\ncancelled; {kept}.", file=sys.stderr)
         return EXIT_CANCELLED
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return exit_status(lambda: run(args), "no video was written")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .loading import ModelSet
     from .motion.blinks import BlinkOptions
     from .motion.sequence import MotionSequence
-    from .pipeline import AnimateOptions, Animation
+    from .pipeline import AnimateOptions, Animation, SourceFace
     from .progress import Progress
     from .types import Speech
     from .video import VideoFile
@@ -385,29 +385,48 @@ class JobReport:
                 close()
 
 
+class StageCache:
+    """What a front end running many jobs keeps between them: ``make()`` is the stage's work, a cache may hand back
+    what it made for an earlier job with the same content instead (the batch keys it by content). This one keeps
+    nothing."""
+
+    def motion(self, plan: JobPlan, inputs: JobInputs, make: Callable[[], MotionSequence]) -> MotionSequence:
+        """The motion sampled from the plan's speech."""
+        return make()
+
+    def face(self, plan: JobPlan, inputs: JobInputs, make: Callable[[], SourceFace]) -> SourceFace:
+        """The plan's portrait, found, cropped and read by the appearance extractor."""
+        return make()
+
+
 def job_motions(
-    plan: JobPlan, inputs: JobInputs, models: ModelSet, report: JobReport,
+    plan: JobPlan, inputs: JobInputs, models: ModelSet, report: JobReport, cache: StageCache | None = None,
 ) -> tuple[dict[str, MotionSequence], Speech | None]:
     """Each motion the plan's sources name: sampled from the speech, read from the driving video, or the saved one;
-    and the prepared speech (None without speech to sample)."""
+    and the speech's features when this job encoded them (None: no speech sampled here, or the cache had it)."""
     from .pipeline import motion_from_video, prepare_speech, sample_motion
 
     motions: dict[str, MotionSequence] = {}
-    speech = None
+    encoded: list[Speech] = []
     if inputs.motion is not None:
         motions["motion"] = inputs.motion
     with report.stage("motion") as bar:
         if plan.sources.samples_speech:
             sampling = plan.options.sampling
-            speech = prepare_speech(inputs.speech, models.motion_model, leading_silence=sampling.leading_silence)
-            motions["speech"] = sample_motion(models.motion_model, speech, sampling, bar)
+
+            def sample() -> MotionSequence:
+                encoded.append(prepare_speech(inputs.speech, models.motion_model,
+                                            leading_silence=sampling.leading_silence))
+                return sample_motion(models.motion_model, encoded[0], sampling, bar)
+
+            motions["speech"] = (cache or StageCache()).motion(plan, inputs, sample)
             report.log(f"motion: {motions['speech']!r}")
         if inputs.video is not None:
             frames, fps = inputs.video
             motions["video"] = motion_from_video(models.liveportrait, frames, models.detector, fps=fps,
                                                  batch_size=plan.video_batch_size, progress=bar)
             report.log(f"video motion: {motions['video']!r}")
-    return motions, speech
+    return motions, (encoded[0] if encoded else None)
 
 
 def write_side_outputs(plan: JobPlan, inputs: JobInputs, animation: Animation, report: JobReport) -> None:
@@ -438,9 +457,11 @@ def write_side_outputs(plan: JobPlan, inputs: JobInputs, animation: Animation, r
 
 def run_job(
     plan: JobPlan, models: ModelSet, inputs: JobInputs | None = None, report: JobReport | None = None,
+    cache: StageCache | None = None,
 ) -> VideoFile:
     """Run ``plan`` with loaded ``models`` (a ``ModelSet``; see :func:`load_job_models`): motion, face, keypoints,
-    the side files, then the video, streamed to its final name. Returns the ``VideoFile`` written."""
+    the side files, then the video, streamed to its final name. Returns the ``VideoFile`` written. ``cache`` lets
+    a front end that runs many jobs reuse a sampled motion or a prepared face."""
     import torch
 
     from .pipeline import animate, compose_motion, default_batch_size, prepare_face, prepare_speech
@@ -449,12 +470,13 @@ def run_job(
     inputs = inputs if inputs is not None else check_job(plan)
     lp = models.liveportrait
     with torch.inference_mode():
-        motions, speech = job_motions(plan, inputs, models, report)
+        cache = cache or StageCache()
+        motions, features = job_motions(plan, inputs, models, report, cache)
         motion = compose_motion(motions, plan.sources.expression, plan.sources.head, plan.sources.lips, plan.blinks)
-        face = prepare_face(inputs.image, lp, models.detector, plan.options)
-        if speech is None and inputs.speech is not None:  # the sound track of a reused motion
-            speech = prepare_speech(inputs.speech, None, leading_silence=plan.options.sampling.leading_silence)
-        animation = animate(face, motion, lp, plan.options, speech)
+        face = cache.face(plan, inputs, lambda: prepare_face(inputs.image, lp, models.detector, plan.options))
+        if features is None and inputs.speech is not None:  # the sound track of a reused or cached motion
+            features = prepare_speech(inputs.speech, None, leading_silence=plan.options.sampling.leading_silence)
+        animation = animate(face, motion, lp, plan.options, features)
     for note in face.notes + tuple(filter(None, [animation.speech_frames_mismatch()])):
         report.note(note)
     write_side_outputs(plan, inputs, animation, report)

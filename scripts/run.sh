@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole job from the command line, creating .venv on first use (CPU torch first, pinned by constraints.txt).
 # Example: bash scripts/run.sh --image portrait.png --audio speech.wav --models models --out talking.mp4
+# Many videos: bash scripts/run.sh batch rows.csv --out-dir videos [--ray] (see the README, "Many videos in one run")
 # Paths are taken relative to the folder you run it from.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -213,3 +213,14 @@ def test_the_maths_rule_catches_arrays_and_arithmetic():
     source = "import torch\nfrom numpy import stack\nn = round(frames / fps * 16000)\nn -= 1\nlabel = 'a' + 'b'\n"
     assert sorted(_maths(source)) == ["1: import torch", "2: from numpy import ...", "3: frames / fps",
                                       "3: frames / fps * 16000", "4: n -= 1"]
+
+
+def test_ray_is_imported_by_the_ray_runner_alone():
+    """Ray is optional (requirements-ray.txt): only ``batch/ray_runner.py`` may import it, and nothing imports that
+    module but the batch command, when ``--ray`` is given."""
+    files = sorted((REPO / "joyvasa_core").rglob("*.py"))
+    importers = sorted(str(p.relative_to(REPO)) for p in files if "ray" in _imported_roots(p))
+    assert importers == ["joyvasa_core/batch/ray_runner.py"]
+    runner_users = sorted(str(p.relative_to(REPO)) for p in files
+                          if "batch.ray_runner" in _core_imports(p, p.relative_to(REPO / "joyvasa_core").parent.parts))
+    assert runner_users == ["joyvasa_core/batch/command.py"]
