@@ -37,8 +37,10 @@ class JoyVASASampleMotionDiffusion:
                               "tooltip": f"Audio guidance: {WEB_CFG_SCALE} (web demo) for humans, {CLI_CFG_SCALE} "
                               "the command line's."}),
                 "sampler": (list(SCHEDULERS), {"default": "ddpm"}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "ddim only: denoising steps "
-                          "(at most the model's, 50 for the released one). ddpm always runs all of them."}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "How many denoising steps ddim "
+                          "takes: fewer is faster, the lips less precise (at most the model's, 50 for the released "
+                          "one). Shown only for ddim: ddpm always takes all of them.",
+                          "shown_when": {"sampler": [s for s in SCHEDULERS if steps_control(s, 1) is not None]}}),
                 "smoothing": (list(SMOOTHING_METHODS), {"default": "ema", "tooltip": "Head-pose smoothing (the "
                               "reference uses an EMA)."}),
                 "smoothing_alpha": ("FLOAT", {"default": DEFAULT_EMA_ALPHA, "min": 0.001, "max": 1.0, "step": 0.001,

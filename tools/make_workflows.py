@@ -27,8 +27,14 @@ X0 = 80  # the graph's left edge on screen at scale 1: right of the side bar
 Y_FIRST, Y_OTHERS = 170, 125
 COLUMN_W, GAP_X, GAP_Y = 280, 20, 30  # five columns stay left of the Run bar and the minimap on a 1920x1080 screen
 TITLE_H = 30
-# extra body height where a node draws more than its widgets (image / audio / video previews)
-EXTRA_H = {"LoadImage": 150, "LoadAudio": 70, "SaveVideo": 60, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
+# extra body height where a node draws more than its widgets, as it is once a photo is picked and a run is done:
+# the picked photo (a square one fills the node's width), the audio player, the video players at the node's width
+# (square videos), Save Motion's line naming the file it wrote
+EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "SaveVideo": COLUMN_W + 20, "JoyVASARenderVideo": COLUMN_W + 20,
+           "JoyVASASaveMotion": 24, "MarkdownNote": 0}
+# widgets the web extension hides for the saved values (joyvasa.js applyShownWhen): steps only under ddim
+HIDDEN = {"JoyVASASampleMotionDiffusion": lambda values: set() if values.get("sampler") == "ddim" else {"steps"}}
+PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
 FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
 
 FACE = {"mode": "human", "crop": "auto", "face_index": 0, "face_order": "largest", "scale": 2.3, "vx_ratio": 0.0,
@@ -75,7 +81,7 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
     render_links = {"liveportrait": (3, 0), "appearance": (6, 0), "keypoints": (9, 0), "face": (5, 0),
                     "audio": (2, 0)}
     if render == "stream":
-        nodes.append(node(10, "JoyVASARenderVideo", 3, {**RENDER, **VIDEO}, render_links))
+        nodes.append(node(10, "JoyVASARenderVideo", 4, {**RENDER, **VIDEO}, render_links))
     else:
         nodes += [
             node(10, "JoyVASAWarpAndRender", 3, RENDER, render_links),
@@ -88,7 +94,7 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
     what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
     out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
            "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
-    nodes.append(node(20, "MarkdownNote", 4, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
+    nodes.append(node(20, "MarkdownNote", 3, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
                       f"queue. {out}.\n\n{MODELS_NOTE}"))
     return nodes
 
@@ -162,12 +168,13 @@ def _sockets(info: dict) -> tuple[list[tuple[str, str]], list[str]]:
     return sockets, names
 
 
-def _height(kind: str, info: dict | None, text: str | None) -> int:
+def _height(kind: str, info: dict | None, text: str | None, values: dict) -> int:
     if info is None:  # a note: about 22 px a line of ~44 characters
         return 60 + 22 * sum(1 + len(p) // 40 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
-    return 14 + 20 * rows + 24 * len(widgets) + EXTRA_H.get(kind, 0)
+    shown = [w for w in widgets if w not in HIDDEN.get(kind, lambda _: set())(values)]
+    return 14 + 20 * rows + 24 * len(shown) + EXTRA_H.get(kind, 0)
 
 
 def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN_W, gap_x: int = GAP_X) -> dict:
@@ -178,14 +185,15 @@ def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN
     column_y: dict[int, int] = {}
     for order, n in enumerate(spec):
         info = object_info.get(n["type"])
-        h = _height(n["type"], info, n["text"])
+        h = _height(n["type"], info, n["text"], n["widgets"])
         x = X0 + n["col"] * (column_w + gap_x)
         y = column_y.get(n["col"], Y_FIRST if n["col"] == 0 else Y_OTHERS)
         column_y[n["col"]] = y + h + GAP_Y + TITLE_H
         ui = {"id": n["id"], "type": n["type"], "pos": [x, y], "size": [column_w, h], "flags": {}, "order": order,
               "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": n["type"]}}
-        if n["title"]:
-            ui["title"] = n["title"]
+        display = (info or {}).get("display_name", "")
+        if n["title"] or display.startswith(PACK_PREFIX):
+            ui["title"] = n["title"] or display.removeprefix(PACK_PREFIX)
         if info is None:
             ui["widgets_values"] = [n["text"]]
             ui_nodes.append(ui)
