@@ -32,6 +32,10 @@ TITLE_H = 30
 # (square videos), Save Motion's line naming the file it wrote
 EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "SaveVideo": COLUMN_W + 20, "JoyVASARenderVideo": COLUMN_W + 20,
            "JoyVASASaveMotion": 24, "MarkdownNote": 0}
+# joyvasa_two_faces (two photos, two players) does not fit one screen once loaded: it keeps the sizes of the empty
+# nodes until it is laid out in ComfyUI groups
+BEFORE_LOADING_H = {"LoadImage": 150, "LoadAudio": 70, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
+BEFORE_LOADING = {"joyvasa_two_faces"}
 # widgets the web extension hides for the saved values (joyvasa.js applyShownWhen): steps only under ddim
 HIDDEN = {"JoyVASASampleMotionDiffusion": lambda values: set() if values.get("sampler") == "ddim" else {"steps"}}
 PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
@@ -168,13 +172,13 @@ def _sockets(info: dict) -> tuple[list[tuple[str, str]], list[str]]:
     return sockets, names
 
 
-def _height(kind: str, info: dict | None, text: str | None, values: dict) -> int:
-    if info is None:  # a note: about 22 px a line of ~44 characters
-        return 60 + 22 * sum(1 + len(p) // 40 for p in (text or "").split("\n"))
+def _height(kind: str, info: dict | None, text: str | None, values: dict, extra: dict[str, int]) -> int:
+    if info is None:  # a note: about 16 px a line of ~44 characters (measured in the 1.32 frontend at 280 px)
+        return 40 + 16 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
     shown = [w for w in widgets if w not in HIDDEN.get(kind, lambda _: set())(values)]
-    return 14 + 20 * rows + 24 * len(shown) + EXTRA_H.get(kind, 0)
+    return 14 + 20 * rows + 24 * len(shown) + extra.get(kind, 0)
 
 
 def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN_W, gap_x: int = GAP_X) -> dict:
@@ -185,7 +189,7 @@ def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN
     column_y: dict[int, int] = {}
     for order, n in enumerate(spec):
         info = object_info.get(n["type"])
-        h = _height(n["type"], info, n["text"], n["widgets"])
+        h = _height(n["type"], info, n["text"], n["widgets"], BEFORE_LOADING_H if name in BEFORE_LOADING else EXTRA_H)
         x = X0 + n["col"] * (column_w + gap_x)
         y = column_y.get(n["col"], Y_FIRST if n["col"] == 0 else Y_OTHERS)
         column_y[n["col"]] = y + h + GAP_Y + TITLE_H
