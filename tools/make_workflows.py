@@ -90,11 +90,11 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
         nodes += [
             node(10, "JoyVASAWarpAndRender", 3, RENDER, render_links),
             node(11, "CreateVideo", 4, {"fps": 25.0}, {"images": (10, 0), "audio": (10, 1), "fps": (10, 2)}),
-            node(12, "SaveVideo", 4, {"filename_prefix": "video/JoyVASA", "format": "mp4", "codec": "h264"},
+            node(12, "SaveVideo", 4, {"filename_prefix": "JoyVASA/talking", "format": "mp4", "codec": "h264"},
                  {"video": (11, 0)}),
         ]
     if save_motion:
-        nodes.append(node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "joyvasa/motion"}, {"motion": (8, 0)}))
+        nodes.append(node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "JoyVASA/motion"}, {"motion": (8, 0)}))
     what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
     out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
            "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
@@ -139,7 +139,7 @@ def reuse_motion() -> list[dict]:
         node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
         node(3, "JoyVASALivePortraitLoader", 1, LP),
         node(5, "JoyVASALoadReferenceFace", 1, FACE, {"image": (1, 0)}),
-        node(14, "JoyVASALoadMotion", 2, {"motion_file": "joyvasa/motion_00001_.safetensors [output]"}),
+        node(14, "JoyVASALoadMotion", 2, {"motion_file": "JoyVASA/motion_00001_.safetensors [output]"}),
         node(6, "JoyVASAExtractAppearance", 2, {"image_index": 0}, {"liveportrait": (3, 0), "face": (5, 0)}),
         node(9, "JoyVASAComputeTargetKeypoints", 2, KEYPOINTS,
              {"liveportrait": (3, 0), "appearance": (6, 0), "motion": (14, 0)}),

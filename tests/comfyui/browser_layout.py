@@ -5,8 +5,31 @@ from __future__ import annotations
 
 import json
 
+# Page code: what the user sees at each node's title and corners, the canvas itself or some panel drawn over it
+# ("<type> <id> <where>: <what covers it>" for each hidden point). With ``players`` the frontend's own preview
+# players and images drawn over their node count as the canvas.
+COVERED_POINTS = """
+function coveredPoints(players) {
+    const canvas = window.app.canvas;
+    const rect = canvas.canvas.getBoundingClientRect();
+    const [dx, dy] = canvas.ds.offset, s = canvas.ds.scale;
+    const covered = [];
+    for (const n of window.app.graph._nodes) {
+        const [x, y, w, h] = n.getBounding();
+        const points = {title: [x + w / 2, y + 15], "top left": [x + 2, y + 2], "top right": [x + w - 2, y + 2],
+                        "bottom left": [x + 2, y + h - 2], "bottom right": [x + w - 2, y + h - 2]};
+        for (const [where, [px, py]] of Object.entries(points)) {
+            const el = document.elementFromPoint((px + dx) * s + rect.left, (py + dy) * s + rect.top);
+            const seen = el && (el === canvas.canvas || (players && el.closest(".comfy-img-preview, .dom-widget")));
+            if (!seen) covered.push(`${n.type} ${n.id} ${where}: ${el ? el.className || el.tagName : "off screen"}`);
+        }
+    }
+    return covered;
+}
+"""
+
 # Runs in the page: the open graph's nodes and the view, as JSON.
-MEASURE = """
+MEASURE = COVERED_POINTS + """
 const canvas = window.app.canvas;
 // the width a whole title takes, as the frontend's computeSize counts it (title bar height either side)
 const titleWidth = (n) => window.LiteGraph.NODE_TITLE_HEIGHT * 1.33 +
@@ -18,18 +41,7 @@ const nodes = window.app.graph._nodes.map((n) => ({
 const bar = document.querySelector(".side-tool-bar-container");
 const rect = canvas.canvas.getBoundingClientRect();
 const [dx, dy] = canvas.ds.offset, s = canvas.ds.scale;
-const covered = [];
-for (const n of window.app.graph._nodes) {
-    const [x, y, w, h] = n.getBounding();
-    const points = {title: [x + w / 2, y + 15], "top left": [x + 2, y + 2], "top right": [x + w - 2, y + 2],
-                    "bottom left": [x + 2, y + h - 2], "bottom right": [x + w - 2, y + h - 2]};
-    for (const [where, [px, py]] of Object.entries(points)) {
-        const el = document.elementFromPoint((px + dx) * s + rect.left, (py + dy) * s + rect.top);
-        // the frontend's own preview players and images are drawn over their node: they count as the canvas
-        const ours = el && (el === canvas.canvas || el.closest(".comfy-img-preview, .dom-widget"));
-        if (!ours) covered.push(`${n.type} ${n.id} ${where}: ${el ? el.className || el.tagName : "off screen"}`);
-    }
-}
+const covered = coveredPoints(true);
 const view = {scale: s, offset: [dx, dy], left: rect.left, top: rect.top,
               sidebar: bar ? bar.getBoundingClientRect().right : 0, width: window.innerWidth,
               height: window.innerHeight};

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from browser_layout import COVERED_POINTS
 from comfyui_harness import free_port
 from ui_to_api import convert
 from webdriver import Browser, require_browser
@@ -28,7 +29,7 @@ LAID_OUT = {"joyvasa_talking_portrait", "joyvasa_talking_portrait_frames", "joyv
 
 pytestmark = pytest.mark.comfyui
 
-LOAD_AND_EXPORT = """
+LOAD_AND_EXPORT = COVERED_POINTS + """
 const workflow = JSON.parse(arguments[0]);
 await window.app.loadGraphData(workflow);
 await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
@@ -41,19 +42,7 @@ const nodes = window.app.graph._nodes.map((n) => ({
 }));
 const bar = document.querySelector(".side-tool-bar-container");
 const rect = canvas.canvas.getBoundingClientRect();
-// what the user sees at each node's title and corners: the canvas itself, or some panel drawn over it
-const [dx, dy] = canvas.ds.offset, s = canvas.ds.scale;
-const covered = [];
-for (const n of window.app.graph._nodes) {
-    const [x, y, w, h] = n.getBounding();
-    const points = {title: [x + w / 2, y + 15], "top left": [x + 2, y + 2], "top right": [x + w - 2, y + 2],
-                    "bottom left": [x + 2, y + h - 2], "bottom right": [x + w - 2, y + h - 2]};
-    for (const [where, [px, py]] of Object.entries(points)) {
-        const el = document.elementFromPoint((px + dx) * s + rect.left, (py + dy) * s + rect.top);
-        const what = el ? el.className || el.tagName : "off screen";
-        if (el !== canvas.canvas) covered.push(`${n.type} ${n.id} ${where}: ${what}`);
-    }
-}
+const covered = coveredPoints(false);
 const view = {scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset), left: rect.left, top: rect.top,
               sidebar: bar ? bar.getBoundingClientRect().right : 0, width: window.innerWidth,
               height: window.innerHeight};
