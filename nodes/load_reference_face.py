@@ -12,6 +12,7 @@ from .errors import NodeError, node_errors
 DISPLAY = "JoyVASA Load Reference Face"
 log = logging.getLogger(__name__)
 CROPS = list(CROP_MODES)
+BOX_ONLY = {"shown_when": {"crop": ["box"]}}  # the box_* widgets mean something only for crop = box
 ALPHA = ["drop", "white", "black"]
 
 
@@ -50,14 +51,14 @@ class JoyVASALoadReferenceFace:
                           "composite a cut-out over white/black."}),
             },
             "optional": {
-                "box_x": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: left edge of the region "
-                          "to animate, in image pixels."}),
-                "box_y": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: top edge of the region, "
-                          "in image pixels."}),
-                "box_w": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region width in pixels "
-                          "(head and some hair: the crop is the square around it)."}),
-                "box_h": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region height in "
-                          "pixels."}),
+                "box_x": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: left "
+                          "edge of the region to animate, in image pixels."}),
+                "box_y": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: top "
+                          "edge of the region, in image pixels."}),
+                "box_w": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region "
+                          "width in pixels (head and some hair: the crop is the square around it)."}),
+                "box_h": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region "
+                          "height in pixels."}),
                 "face_detector": ("JOYVASA_FACE_DETECTOR",),
                 "mask": ("MASK", {"tooltip": "Non-zero on the subject: crop to its box (crop auto or mask)."}),
             },

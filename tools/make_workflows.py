@@ -1,7 +1,9 @@
 """Writes the shipped workflows (UI format, ``workflows/*.json``) and their API twins (``workflows/api/*.json``)
 from the compact graphs below, laid out on a grid so each reads at 100% zoom from its saved view with no node over
-another. Widget order, sockets and the API twins come from a real ComfyUI's ``/object_info`` (started here on the
-test models, as the tests do), so the files match what the web UI itself would save and queue.
+another, as a user sees it once a photo is picked and a run is done (the photo, the players, Save Motion's line;
+only the widgets the web extension shows for the saved values). Widget order, sockets and the API twins come from a
+real ComfyUI's ``/object_info`` (started here on the test models, as the tests do), so the files match what the web
+UI itself would save and queue.
 
 Usage: ``.venv/bin/python tools/make_workflows.py`` (then review the diff; the tests check the files).
 """
@@ -36,8 +38,6 @@ EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "SaveVideo": COLUMN_W + 20, "JoyVA
 # nodes until it is laid out in ComfyUI groups
 BEFORE_LOADING_H = {"LoadImage": 150, "LoadAudio": 70, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
 BEFORE_LOADING = {"joyvasa_two_faces"}
-# widgets the web extension hides for the saved values (joyvasa.js applyShownWhen): steps only under ddim
-HIDDEN = {"JoyVASASampleMotionDiffusion": lambda values: set() if values.get("sampler") == "ddim" else {"steps"}}
 PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
 FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
 
@@ -172,12 +172,20 @@ def _sockets(info: dict) -> tuple[list[tuple[str, str]], list[str]]:
     return sockets, names
 
 
+def _shown(info: dict, widget: str, values: dict) -> bool:
+    """Whether the web extension shows ``widget`` for these values (its input spec's ``shown_when``, as
+    joyvasa.js applyShownWhen reads it)."""
+    spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}[widget]
+    rule = spec[1].get("shown_when", {}) if len(spec) > 1 else {}
+    return all(other not in values or values[other] in allowed for other, allowed in rule.items())
+
+
 def _height(kind: str, info: dict | None, text: str | None, values: dict, extra: dict[str, int]) -> int:
     if info is None:  # a note: about 16 px a line of ~44 characters (measured in the 1.32 frontend at 280 px)
         return 40 + 16 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
-    shown = [w for w in widgets if w not in HIDDEN.get(kind, lambda _: set())(values)]
+    shown = [w for w in widgets if _shown(info, w, values)]
     return 14 + 20 * rows + 24 * len(shown) + extra.get(kind, 0)
 
 

@@ -160,6 +160,9 @@ update();
 out.back = [!!steps.hidden, sample.size[1]];
 const save = makeNode(13, [widget("filename_prefix", "JoyVASA/motion")]);
 out.saved = ext.showSavedFile(save, { motion: [{ filename: "motion_00002_.safetensors", subfolder: "JoyVASA" }] });
+const line = save.widgets.at(-1);
+line.value = "edited";
+line.callback("edited");
 out.saved_widget = save.widgets.map((w) => [w.name, w.value, w.options.serialize ?? null, !!w.disabled]);
 out.no_file = ext.showSavedFile(save, { images: [] });
 console.log(JSON.stringify(out));
@@ -183,5 +186,5 @@ def test_web_extension_shows_outputs_and_keeps_displays_out_of_the_prompt(tmp_pa
     assert out["ddim"] == [False, None, 40 + 48]
     assert out["back"] == [True, 40 + 24]
     assert out["saved"] == "motion_00002_.safetensors"
-    assert out["saved_widget"][1:] == [["saved_file", "motion_00002_.safetensors", False, True]]
+    assert out["saved_widget"][1:] == [["saved_file", "motion_00002_.safetensors", False, False]], "an edit goes back"
     assert out["no_file"] is None

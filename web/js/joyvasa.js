@@ -138,12 +138,16 @@ export function showSavedFile(node, output) {
   const text = entry.filename; // the folder is the filename_prefix's, on the line above
   let widget = node.widgets?.find((w) => w.name === SAVED_WIDGET);
   if (!widget) {
+    // not disabled: the frontend draws a disabled widget's value blank. An edit is put back: it names a file.
     widget = node.addWidget("text", SAVED_WIDGET, text, () => {}, { serialize: false });
     widget.label = "saved";
-    widget.disabled = true;
     widget.serialize = false;
+    widget.callback = () => {
+      widget.value = widget.joyvasaSaved;
+    };
     node.setSize?.([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
   }
+  widget.joyvasaSaved = text;
   widget.value = text;
   node.graph?.setDirtyCanvas?.(true, true);
   return text;
