@@ -38,6 +38,15 @@ TEMPLATES = ("joyvasa_talking_portrait", "joyvasa_talking_portrait_frames", "joy
              "joyvasa_reuse_motion")
 SCREEN = (1920, 1080)
 THUMBNAIL = 512  # px, square: the dialog's cards crop to a square
+# every player on the canvas at its middle frame, painted (a fresh player shows a blank first frame)
+SHOW_MIDDLE = """
+const players = Array.from(document.querySelectorAll(".comfy-img-preview video"));
+await Promise.all(players.map((v) => new Promise((done) => {
+    v.addEventListener("seeked", done, {once: true});
+    v.currentTime = v.duration / 2;
+})));
+await new Promise((r) => setTimeout(r, 500));
+"""
 
 
 def middle_frame(path: Path) -> np.ndarray:
@@ -64,6 +73,7 @@ def make_media(server, shots: Path) -> None:
             made = videos(click_run(server, browser))
             for node_id, video in made.items():
                 plays(browser, node_id, video["filename"], timeout=60)
+            browser.js_async(SHOW_MIDDLE)
             browser.screenshot(shots / f"{name}.png")
             first = server.output_path(made[min(made, key=int)])
             cv2.imwrite(str(REPO / "workflows" / f"{name}.jpg"), thumbnail(middle_frame(first)),
