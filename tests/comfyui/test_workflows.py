@@ -124,7 +124,8 @@ WITH_THUMBNAIL = ("joyvasa_talking_portrait", "joyvasa_talking_portrait_frames",
 
 def test_templates_are_listed_with_their_thumbnails_served(comfyui):
     """The Templates dialog lists the pack's templates (GET /api/workflow_templates) and asks for
-    ``/api/workflow_templates/<pack>/<name>.jpg`` beside each: every one is a real image, not a 404."""
+    ``/api/workflow_templates/<pack>/<name>.jpg`` beside each: each one the tool renders is a real image, not a
+    404."""
     listed = comfyui.request("GET", "/api/workflow_templates")
     assert sorted(listed[comfyui.pack_name]) == sorted(p.stem for p in WORKFLOWS)
     for name in WITH_THUMBNAIL:
