@@ -21,8 +21,10 @@ class JoyVASALoadReferenceFace:
         "Finds the face in the portrait and crops it the way LivePortrait was trained (scale 2.3, shifted up, "
         "rotated upright). crop: auto = a connected non-empty mask's box, else the detected face for humans and the "
         "whole image for animals; face = the detected face; box = the box_x/box_y/box_w/box_h rectangle (e.g. one "
-        "face of a group photo, or an animal's head); mask = the mask's box; whole = no crop (the reference command "
-        "line). Without a detector the bundled short-range one is used, then the full-range one if it finds no face."
+        "face of a group photo, or an animal's head); mask = the mask's box; whole = no crop, the whole picture "
+        "undistorted in the square (edges extended); squeeze = the whole picture resized to the square (the "
+        "reference's command line and animal mode). Without a detector the bundled short-range one is used, then "
+        "the full-range one if it finds no face."
     )
     CATEGORY = "JoyVASA/face"
     FUNCTION = "prepare"
@@ -37,7 +39,9 @@ class JoyVASALoadReferenceFace:
             "required": {
                 "image": ("IMAGE", {"tooltip": "The portrait (a batch gives one face per image)."}),
                 "mode": (["human", "animal"], {"default": "human"}),
-                "crop": (CROPS, {"default": "auto"}),
+                "crop": (CROPS, {"default": "auto", "tooltip": "What the networks see: auto, the detected face, a box, "
+                         "a mask's box, the whole picture undistorted (whole) or squeezed to a square like the "
+                         "reference (squeeze)."}),
                 "face_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "Which face, in face_order, "
                                "when the photo holds several."}),
                 "face_order": (list(FACE_ORDERS), {"default": "largest"}),
