@@ -59,7 +59,7 @@ def test_cli_preset_and_animal_mode():
     assert cli.options.sampling.cfg_scale == SamplingOptions.cli().cfg_scale == 2.8
     assert cli.options.reference.crop == "whole" and cli.pastes_back, "the whole picture's area, at its size"
     assert not _plan(preset="cli", no_pasteback=True).pastes_back
-    squeeze = _plan(no_crop="squeeze", no_stitching=True)
+    squeeze = _plan(preset="cli", no_crop="squeeze")
     assert squeeze.options.reference.crop == "squeeze" and squeeze.pastes_back and not squeeze.models.face_detector
     assert not cli.models.face_detector, "no crop and no lip normalisation: nothing for a detector to do"
     animal = _plan(animal=True)
