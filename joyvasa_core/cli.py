@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --animal, which animates the whole image anyway)")
     p.add_argument("--no-pasteback", action="store_true",
                    help="output the 512x512 crop (default: the photo's size wherever the crop allows it)")
-    p.add_argument("--no-stitching", action="store_true", help="no stitching (also disables paste-back)")
+    p.add_argument("--no-stitching", action="store_true", help="no stitching (a face crop is then not pasted back)")
     p.add_argument("--batch-size", type=int, help="frames per warp/render batch [1 on CPU, 8 on GPU]")
     p.add_argument("--crf", type=int, help="x264 quality, lower is better (reference 18) [18]")
     p.add_argument("--detector", choices=DETECTORS,
