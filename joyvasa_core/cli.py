@@ -105,9 +105,13 @@ def _add_sampling_and_render_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPES,
                    help="compute precision of the image networks; auto = bf16 where the CPU/GPU has native bf16 "
                         "(same picture, >= 40 dB PSNR against fp32), else fp32 [auto]")
-    p.add_argument("--no-crop", action="store_true", help="animate the whole image resized to 256 (no face crop)")
-    p.add_argument("--no-pasteback", action="store_true", help="output the 512x512 face crop")
-    p.add_argument("--no-stitching", action="store_true", help="no stitching (also disables paste-back)")
+    p.add_argument("--no-crop", nargs="?", const="whole", default=False, choices=("whole", "squeeze"),
+                   help="animate the whole image, not a face crop: whole (the default) fits it undistorted into the "
+                        "square, its edges extended; squeeze resizes it to the square as the reference does (also "
+                        "with --animal, which animates the whole image anyway)")
+    p.add_argument("--no-pasteback", action="store_true",
+                   help="output the 512x512 crop (default: the photo's size wherever the crop allows it)")
+    p.add_argument("--no-stitching", action="store_true", help="no stitching (a face crop is then not pasted back)")
     p.add_argument("--batch-size", type=int, help="frames per warp/render batch [1 on CPU, 8 on GPU]")
     p.add_argument("--crf", type=int, help="x264 quality, lower is better (reference 18) [18]")
 

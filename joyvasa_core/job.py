@@ -141,11 +141,12 @@ class JobPlan:
 
     @property
     def pastes_back(self) -> bool:
-        """Whether the frames will be pasted back into the photo (so the video has the photo's size)."""
+        """Whether the frames come back at the photo's size (pasted back, or a whole-image crop's picture)."""
+        from .face.reference import WHOLE_CROPS, crop_mode
         from .pipeline import pastes_back
 
         o = self.options
-        return pastes_back(o.paste_back, o.keypoints.stitching, o.reference.crop)
+        return pastes_back(o.paste_back, o.keypoints.stitching, crop_mode(o.reference) in WHOLE_CROPS)
 
 
 def option_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,6 +186,8 @@ def _animate_options(v: Mapping[str, Any]) -> AnimateOptions:
     if v["steps"] is not None:
         sampling["num_steps"] = v["steps"]
     reference: dict[str, Any] = {"face_index": v["face_index"], "face_order": v["face_order"]}
+    if v["no_crop"] == "squeeze":
+        reference["crop"] = "squeeze"
     if v["box"] is not None:
         reference.update(crop="box", box=box_corners(v["box"]))
     return animate_options(
@@ -234,7 +237,7 @@ def plan_job(
 
 def needs_face_detector(options: AnimateOptions, driving_video: bool) -> bool:
     """A detector finds the face to crop, measures the lips to normalise them, and crops a driving video's frames."""
-    return options.reference.crop not in ("whole", "box") or options.keypoints.normalize_lip or driving_video
+    return options.reference.crop not in ("whole", "squeeze", "box") or options.keypoints.normalize_lip or driving_video
 
 
 # ---------------------------------------------------------------------------------------------------------------------

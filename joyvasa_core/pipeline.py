@@ -9,8 +9,9 @@ chunks of ``batch_size`` frames through W and G at once, with progress and cance
 
 Defaults are the reference web demo's path for humans (crop, relative motion with the hull multiplier, stitching,
 lip normalisation, paste-back, the web guidance scale); ``preset="cli"`` is the reference command line's path, and
-animals get no crop, no stitching and no paste-back (``animate_options``). The presets themselves live beside their
-options: ``KeypointOptions.web()/cli()/animal()`` and ``SamplingOptions.web()/cli()/animal()``.
+animals get the whole image and no stitching (``animate_options``). The presets themselves live beside their
+options: ``KeypointOptions.web()/cli()/animal()`` and ``SamplingOptions.web()/cli()/animal()``. Frames have the
+photo's size wherever the crop allows it (:func:`pastes_back`), otherwise they are G's 512 crop.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .audio.io import load_audio
 from .errors import AudioInputError, FaceInputError
 from .face.crop import limited_size
 from .face.driving import driving_crops
-from .face.pasteback import PasteBack
+from .face.pasteback import PasteBack, PictureArea
 from .face.reference import ReferenceFace, ReferenceOptions, prepare_reference
 from .keypoints import KeypointComposer, KeypointInfo, KeypointOptions, MotionFrames, keypoint_info_from_heads
 from .loading import bundled_face_detector
@@ -90,20 +91,20 @@ def animate_options(
     ``web`` (default): the reference web demo, which made the published results (crop, hull multiplier, stitching,
     lip normalisation, paste-back, ``SamplingOptions.web()``). ``cli``: the reference command line (no crop, no hull
     multiplier, no stitching, no lip normalisation, multiplier 1.10, ``SamplingOptions.cli()``). ``animal``: the whole
-    image, always relative with the hull multiplier, source scale, no stitching, no paste-back.
-    ``crop``/``stitching``/``paste_back`` switch single features; ``sampling``/``keypoints``/``reference`` replace
-    fields of those option objects.
+    image, always relative with the hull multiplier, source scale, no stitching. ``crop``/``stitching``/``paste_back``
+    switch single features (``paste_back=False``: G's 512 crop rather than the photo's size);
+    ``sampling``/``keypoints``/``reference`` replace fields of those option objects (``reference={"crop":
+    "squeeze"}``: the reference's squeezed whole image).
     """
     if preset not in PRESETS:
         raise ValueError(f"animate options: preset must be one of {PRESETS}, got {preset!r}")
     web = preset == "web"
     kp = _preset_keypoints(preset, animal)
+    paste = True  # at the photo's size wherever the crop allows it (pastes_back)
     if animal:
         ref = ReferenceOptions(mode="animal")
-        paste = False
     else:
         ref = ReferenceOptions(mode="human", crop="face" if web else "whole")
-        paste = web
     sampling_options = _preset_sampling(preset, animal)
     if crop is not None:
         if crop and animal:
@@ -433,36 +434,39 @@ def default_batch_size(device: torch.device) -> int:
     return 1 if device.type == "cpu" else 8
 
 
-def pastes_back(wanted: bool, stitching: bool, crop_method: str) -> bool:
-    """Whether the frames go back into the photo: asked for, with stitching on (without it the shoulders move, so
-    the crop no longer fits the photo; the reference pastes back only with stitching) and from a cropped source."""
-    return wanted and stitching and crop_method != "whole"
+def pastes_back(wanted: bool, stitching: bool, whole_image: bool) -> bool:
+    """Whether the frames come back at the photo's size: asked for, and either a whole-image crop (its square holds
+    the whole picture, whose area is taken back out, stitching or not) or a face crop with stitching on (without it
+    the shoulders move, so the crop no longer fits the photo; the reference pastes back only with stitching)."""
+    return wanted and (whole_image or stitching)
 
 
 def paste_back_into_photo(
     reference: ReferenceFace | None, stitching: bool, wanted: bool = True, index: int = 0, crop_size: int = 512,
-) -> PasteBack | None:
-    """The ``PasteBack`` that puts rendered crops back into photo ``index`` of ``reference`` (mask and sampling grid
-    warped once per source), or None when the frames stay G's crop (see :func:`pastes_back`; a request that stitching
-    being off refuses is logged)."""
+) -> PasteBack | PictureArea | None:
+    """What brings the frames of photo ``index`` of ``reference`` to the photo's size: the ``PasteBack`` of a face
+    crop (mask and sampling grid warped once per source) or the ``PictureArea`` of a whole-image crop; None when the
+    frames stay G's crop (see :func:`pastes_back`; a request that stitching being off refuses is logged)."""
     if reference is not None and not 0 <= index < len(reference):
         raise FaceInputError(f"render: image_index {index} is out of range: the face holds {len(reference)} "
                              "image(s); use the index given to Extract Appearance.")
     if not wanted or reference is None:
         return None
     face = reference[index]
-    if not pastes_back(wanted, stitching, face.crop.method):
-        if not stitching:
-            log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with "
-                        "stitching); the frames are the %d crop.", crop_size)
+    whole = face.crop.method == "whole"
+    if not pastes_back(wanted, stitching, whole):
+        log.warning("render: paste-back skipped: stitching is off (the reference pastes back only with "
+                    "stitching); the frames are the %d crop.", crop_size)
         return None
+    if whole:
+        return PictureArea(face.image.shape[1], face.image.shape[0], face.crop.M_o2c, crop_size)
     return PasteBack(face.image, face.crop.M_c2o, crop_size=crop_size)
 
 
 @torch.no_grad()
 def render_frames(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
-    paste_back: PasteBack | None = None, batch_size: int | None = None, progress: Progress | None = None,
+    paste_back: PasteBack | PictureArea | None = None, batch_size: int | None = None, progress: Progress | None = None,
     as_uint8: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Yield (n, H, W, 3) CPU frames, ``batch_size`` at a time (default :func:`default_batch_size`): W and G on the
@@ -515,7 +519,7 @@ def render_frames(
             progress.update(pending[1], total, chunk[-1])
 
 
-def _frame_size(models: LivePortraitModels, paste_back: PasteBack | None) -> tuple[int, int]:
+def _frame_size(models: LivePortraitModels, paste_back: PasteBack | PictureArea | None) -> tuple[int, int]:
     """(width, height) of the rendered frames: the original image's with paste-back, else G's crop."""
     if paste_back is not None:
         return paste_back.width, paste_back.height
@@ -536,7 +540,7 @@ def _gather(chunks: Iterator[torch.Tensor], n_frames: int, size: tuple[int, int]
 @torch.no_grad()
 def render_video(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints, path: str | os.PathLike,
-    paste_back: PasteBack | None = None, batch_size: int | None = None, audio: torch.Tensor | None = None,
+    paste_back: PasteBack | PictureArea | None = None, batch_size: int | None = None, audio: torch.Tensor | None = None,
     crf: int = 18, progress: Progress | None = None, overwrite: bool = False,
 ) -> VideoFile:
     """Render straight into an H.264 + AAC mp4, chunk by chunk: memory holds one chunk of frames, however long the
@@ -591,7 +595,7 @@ class Animation:
     audio: Speech | None
     motion: MotionSequence
     keypoints: TargetKeypoints
-    paste_back: PasteBack | None
+    paste_back: PasteBack | PictureArea | None
     options: AnimateOptions
 
     @property

@@ -38,14 +38,18 @@ class JoyVASAComputeTargetKeypoints:
                 "appearance": ("JOYVASA_APPEARANCE",),
                 "motion": ("JOYVASA_MOTION",),
                 "preset": (list(KEYPOINT_PRESETS), {"default": "auto"}),
-                "relative_motion": (SWITCH, {"default": "preset", "tooltip": "Scale the motion by the face's "
-                                    "expression range (hull multiplier) and allow lip normalisation."}),
+                "relative_motion": (SWITCH, {"default": "preset", "tooltip": "On: the speech moves this face from "
+                                    "its own expression, scaled to the size of its features, so it keeps its look; "
+                                    "off: every frame takes the sampled expression as it is (the command line's "
+                                    "look, stronger on faces unlike the average). preset: web on, cli off."}),
                 "stitching": (SWITCH, {"default": "preset", "tooltip": "Keep the shoulders still so the face can be "
                               "pasted back into the photo."}),
                 "lip_normalization": (SWITCH, {"default": "preset", "tooltip": "Close an open-mouthed source first, "
                                       "so the speech opens it."}),
                 "driving_multiplier": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4.0, "step": 0.01,
-                                       "tooltip": "Expression strength; 0 = the preset's (1.0 web, 1.10 cli)."}),
+                                       "tooltip": "How strongly the face moves: above 1 livelier lips and "
+                                       "expressions, below 1 calmer. 0 keeps the preset's (1.0 for web, 1.1 for "
+                                       "cli)."}),
                 "animation_region": (list(REGIONS), {"default": "all", "tooltip": "all; exp = expression without "
                                      "head rotation; pose = head motion, source expression; lip = lip rows only; "
                                      "eyes = like pose (JoyVASA has no eye motion of its own)."}),

@@ -20,14 +20,14 @@ class JoyVASAExportDrivingTemplate:
         return {
             "required": {
                 "motion": ("JOYVASA_MOTION", {"tooltip": "The motion to export."}),
-                "filename_prefix": ("STRING", {"default": "joyvasa/driving", "tooltip": "Path under output/; a "
+                "filename_prefix": ("STRING", {"default": "JoyVASA/driving", "tooltip": "Path under output/; a "
                                     "counter is appended."}),
             }
         }
 
     def export(self, motion, filename_prefix):
         with node_errors("JoyVASA Export Driving Template"):
-            path, entry = output_file(filename_prefix, ".pkl", "joyvasa/driving")
+            path, entry = output_file(filename_prefix, ".pkl", "JoyVASA/driving")
             write_driving_template(motion, path)  # complete under its name or not at all
             return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 

@@ -12,6 +12,7 @@ from .errors import node_errors
 DISPLAY = "JoyVASA Load Reference Face"
 log = logging.getLogger(__name__)
 CROPS = list(CROP_MODES)
+BOX_ONLY = {"shown_when": {"crop": ["box"]}}  # the box_* widgets mean something only for crop = box
 ALPHA = ["drop", "white", "black"]
 
 
@@ -20,8 +21,10 @@ class JoyVASALoadReferenceFace:
         "Finds the face in the portrait and crops it the way LivePortrait was trained (scale 2.3, shifted up, "
         "rotated upright). crop: auto = a connected non-empty mask's box, else the detected face for humans and the "
         "whole image for animals; face = the detected face; box = the box_x/box_y/box_w/box_h rectangle (e.g. one "
-        "face of a group photo, or an animal's head); mask = the mask's box; whole = no crop (the reference command "
-        "line). Without a detector the bundled short-range one is used, then the full-range one if it finds no face."
+        "face of a group photo, or an animal's head); mask = the mask's box; whole = no crop, the whole picture "
+        "undistorted in the square (edges extended); squeeze = the whole picture resized to the square (the "
+        "reference's command line and animal mode). Without a detector the bundled short-range one is used, then "
+        "the full-range one if it finds no face."
     )
     CATEGORY = "JoyVASA/face"
     FUNCTION = "prepare"
@@ -36,7 +39,9 @@ class JoyVASALoadReferenceFace:
             "required": {
                 "image": ("IMAGE", {"tooltip": "The portrait (a batch gives one face per image)."}),
                 "mode": (["human", "animal"], {"default": "human"}),
-                "crop": (CROPS, {"default": "auto"}),
+                "crop": (CROPS, {"default": "auto", "tooltip": "What the networks see: auto, the detected face, a box, "
+                         "a mask's box, the whole picture undistorted (whole) or squeezed to a square like the "
+                         "reference (squeeze)."}),
                 "face_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "Which face, in face_order, "
                                "when the photo holds several."}),
                 "face_order": (list(FACE_ORDERS), {"default": "largest"}),
@@ -50,14 +55,14 @@ class JoyVASALoadReferenceFace:
                           "composite a cut-out over white/black."}),
             },
             "optional": {
-                "box_x": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: left edge of the region "
-                          "to animate, in image pixels."}),
-                "box_y": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: top edge of the region, "
-                          "in image pixels."}),
-                "box_w": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region width in pixels "
-                          "(head and some hair: the crop is the square around it)."}),
-                "box_h": ("INT", {"default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region height in "
-                          "pixels."}),
+                "box_x": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: left "
+                          "edge of the region to animate, in image pixels."}),
+                "box_y": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: top "
+                          "edge of the region, in image pixels."}),
+                "box_w": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region "
+                          "width in pixels (head and some hair: the crop is the square around it)."}),
+                "box_h": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region "
+                          "height in pixels."}),
                 "face_detector": ("JOYVASA_FACE_DETECTOR",),
                 "mask": ("MASK", {"tooltip": "Non-zero on the subject: crop to its box (crop auto or mask)."}),
             },

@@ -22,14 +22,14 @@ class JoyVASASaveMotion:
         return {
             "required": {
                 "motion": ("JOYVASA_MOTION",),
-                "filename_prefix": ("STRING", {"default": "joyvasa/motion", "tooltip": "Path under output/; a "
+                "filename_prefix": ("STRING", {"default": "JoyVASA/motion", "tooltip": "Path under output/; a "
                                     "counter is appended."}),
             }
         }
 
     def save(self, motion, filename_prefix):
         with node_errors("JoyVASA Save Motion"):
-            final, entry = output_file(filename_prefix, SUFFIX, "joyvasa/motion")
+            final, entry = output_file(filename_prefix, SUFFIX, "JoyVASA/motion")
             write_motion_sequence(motion, final)
             return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 

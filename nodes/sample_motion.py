@@ -32,13 +32,19 @@ class JoyVASASampleMotionDiffusion:
             "required": {
                 "motion_model": ("JOYVASA_MOTION_MODEL",),
                 "audio_features": ("JOYVASA_AUDIO_FEATURES",),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                                  "tooltip": "Another seed gives another performance of the same speech: other "
+                                  "head moves and expressions, the lips in sync either way."}),
                 "cfg_scale": ("FLOAT", {"default": WEB_CFG_SCALE, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
-                              "tooltip": f"Audio guidance: {WEB_CFG_SCALE} (web demo) for humans, {CLI_CFG_SCALE} "
-                              "the command line's."}),
-                "sampler": (list(SCHEDULERS), {"default": "ddpm"}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "ddim only: denoising steps "
-                          "(at most the model's, 50 for the released one). ddpm always runs all of them."}),
+                              "tooltip": "How closely the mouth follows the speech: higher gives crisper, wider lip "
+                              f"shapes, lower calmer ones ({WEB_CFG_SCALE} as the web demo, {CLI_CFG_SCALE} as the "
+                              "command line)."}),
+                "sampler": (list(SCHEDULERS), {"default": "ddpm", "tooltip": "ddpm: every denoising step, the "
+                            "reference's result; ddim: only 'steps' of them, faster, the lips a little less precise."}),
+                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "How many denoising steps ddim "
+                          "takes: fewer is faster, the lips less precise (at most the model's, 50 for the released "
+                          "one). Shown only for ddim: ddpm always takes all of them.",
+                          "shown_when": {"sampler": [s for s in SCHEDULERS if steps_control(s, 1) is not None]}}),
                 "smoothing": (list(SMOOTHING_METHODS), {"default": "ema", "tooltip": "Head-pose smoothing (the "
                               "reference uses an EMA)."}),
                 "smoothing_alpha": ("FLOAT", {"default": DEFAULT_EMA_ALPHA, "min": 0.001, "max": 1.0, "step": 0.001,

@@ -13,7 +13,8 @@ RENDER_INPUTS = {
     "liveportrait": ("JOYVASA_LIVEPORTRAIT",),
     "appearance": ("JOYVASA_APPEARANCE",),
     "keypoints": ("JOYVASA_KEYPOINTS",),
-    "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Put the animated face back into the photo."}),
+    "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Frames at the photo's size: the animated face put back "
+                   "into the photo (needs stitching), or a whole-image crop's picture; off: the 512x512 crop."}),
     "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Frames per network pass: 1 is fastest "
                    "on a CPU, 8 or more on a GPU (more memory)."}),
     "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to paste into (the "
@@ -26,7 +27,8 @@ class JoyVASAWarpAndRender:
     DESCRIPTION = (
         "Renders every frame: warps the face's feature volume to the driving keypoints and decodes it, batch_size "
         "frames at a time, then pastes the face back into the full photo (needs the face input and stitching, as in "
-        "the reference; otherwise the 512x512 crop is returned). Outputs frames, the speech and the frame rate for "
+        "the reference) or, for a whole-image crop (animals), takes the picture back out at the photo's size; "
+        "otherwise the 512x512 crop is returned. Outputs frames, the speech and the frame rate for "
         "Create Video or any video node. Every frame stays in memory: for long clips use Render Video, which "
         "streams into an mp4."
     )

@@ -35,6 +35,14 @@ def fixture_path(name: str) -> Path:
     return path
 
 
+def media_dir() -> Path | None:
+    """The real test media (JoyVASA's example photos and speech): ``$JOYVASA_MEDIA_DIR``, else ``shared/media`` next
+    to the checkout or to the folder holding it; None where neither exists (a clean clone)."""
+    env = os.environ.get("JOYVASA_MEDIA_DIR")
+    candidates = [Path(env)] if env else [REPO.parent / "shared" / "media", REPO.parents[1] / "shared" / "media"]
+    return next((p for p in candidates if p.is_dir()), None)
+
+
 class Fixture:
     """A golden safetensors fixture: tensors by name plus the parsed ``json`` metadata."""
 

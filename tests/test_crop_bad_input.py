@@ -161,8 +161,11 @@ def test_crop_animal_default_is_whole_image_without_detection():
     cat = cv2.cvtColor(cv2.imread(str(fixture_path("chelsea.png"))), cv2.COLOR_BGR2RGB)
     ref = prepare_reference(cat, MustNotRun(), mode="animal")
     img = ref[0].image
-    np.testing.assert_array_equal(ref[0].crop256, cv2.resize(img, (256, 256)))
+    np.testing.assert_array_equal(ref[0].crop256, whole_image_crop(img).crop256)  # undistorted, padded
     assert ref[0].face is None and ref[0].ratios is None and ref.detector is None
+    squeezed = prepare_reference(cat, MustNotRun(), mode="animal", crop="squeeze")
+    np.testing.assert_array_equal(squeezed[0].crop256, cv2.resize(img, (256, 256)))  # the reference's
+    assert squeezed.detector is None
 
 
 def test_crop_animal_box_and_mask():

@@ -57,11 +57,15 @@ def test_parser_defaults_are_the_option_table():
 def test_cli_preset_and_animal_mode():
     cli = _plan(preset="cli")
     assert cli.options.sampling.cfg_scale == SamplingOptions.cli().cfg_scale == 2.8
-    assert cli.options.reference.crop == "whole" and not cli.pastes_back
+    assert cli.options.reference.crop == "whole" and cli.pastes_back, "the whole picture's area, at its size"
+    assert not _plan(preset="cli", no_pasteback=True).pastes_back
+    squeeze = _plan(preset="cli", no_crop="squeeze")
+    assert squeeze.options.reference.crop == "squeeze" and squeeze.pastes_back and not squeeze.models.face_detector
     assert not cli.models.face_detector, "no crop and no lip normalisation: nothing for a detector to do"
     animal = _plan(animal=True)
     assert animal.options.sampling == SamplingOptions.animal(seed=1234)
-    assert animal.options.keypoints == KeypointOptions.animal() and not animal.pastes_back
+    assert animal.options.keypoints == KeypointOptions.animal() and animal.pastes_back, "animals at the photo's size"
+    assert not _plan(animal=True, box=(10.0, 20.0, 100.0, 120.0)).pastes_back, "a box crop without stitching"
     assert animal.models.features == ["animal", "motion_generator"]
     assert _plan(no_stitching=True).pastes_back is False
     assert _plan(detector="official").models.features == ["human", "motion_generator", "official_detector"]

@@ -115,14 +115,35 @@ def test_cli_reused_motion_gives_identical_frames(job, web_run):
     assert np.array_equal(video_frames(again), video_frames(web_run["out"]))
 
 
-def test_cli_animal_preset_renders_the_crop(job):
+def test_cli_animal_preset_renders_at_the_photos_size(job, web_run):
+    """The cat (451 x 300, trimmed to even sides) comes back at its own size, undistorted; --no-pasteback still
+    gives G's 512 crop."""
     out = job["root"] / "cat.mp4"
     res = run_cli("--image", fixture_path("chelsea.png"), "--audio", job["speech"], "--models", job["models"],
                   "--out", out, "--animal", "--seed", "1")
     assert res.returncode == 0, res.stderr
     info = probe(out)
     assert info["frames"] == expected_frames(job["speech"]) and info["rate"] == Fraction(25)
-    assert info["size"] == (512, 512), "animals are not pasted back: the frames are G's 512 output"
+    assert info["size"] == (450, 300), "the whole-image crop's picture, at the photo's size"
+    crop = job["root"] / "cat_crop.mp4"
+    res = run_cli("--image", fixture_path("chelsea.png"), "--models", job["models"], "--out", crop, "--animal",
+                  "--motion", web_run["motion"], "--no-pasteback")
+    assert res.returncode == 0, res.stderr
+    assert probe(crop)["size"] == (512, 512)
+
+
+def test_cli_no_crop_portrait_renders_at_the_photos_size(job, web_run):
+    """A portrait taller than wide through --no-crop: the video has the photo's size; --no-crop squeeze (the
+    reference's) too, stretched back."""
+    photo = cv2.imread(str(fixture_path("astronaut.png")))[:, 106:406]  # 300 x 512
+    image = job["root"] / "tall.png"
+    cv2.imwrite(str(image), photo)
+    for fit in ("whole", "squeeze"):
+        out = job["root"] / f"tall_{fit}.mp4"
+        res = run_cli("--image", image, "--models", job["models"], "--out", out, "--no-crop", fit,
+                      "--motion", web_run["motion"])
+        assert res.returncode == 0, res.stderr
+        assert probe(out)["size"] == (300, 512)
 
 
 def test_cli_bad_image_exits_2_and_keeps_the_existing_output(job):

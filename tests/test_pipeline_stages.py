@@ -8,6 +8,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from model_folders import LP_SMALL, MOTION_SMALL, write_joyvasa, write_liveportr
 from motion_support import audio_config_from_meta, config_from_meta, options_from, template_from
 
 from joyvasa_core.errors import AudioInputError, Cancelled, CheckpointError, FaceInputError
+from joyvasa_core.face.pasteback import PictureArea
 from joyvasa_core.face.reference import ReferenceOptions, prepare_reference
 from joyvasa_core.keypoints import KeypointComposer, KeypointOptions, MotionFrames
 from joyvasa_core.liveportrait.slots import STITCHING
@@ -26,6 +28,7 @@ from joyvasa_core.pipeline import (
     compute_target_keypoints,
     extract_appearance,
     paste_back_into_photo,
+    pastes_back,
     prepare_speech,
     render_frames,
     sample_motion,
@@ -108,10 +111,10 @@ def test_missing_files_name_what_is_expected_and_where(tmp_path):
 
 
 def _fixture_appearance(lp_models) -> tuple[Appearance, object]:
-    """ExtractAppearance on the fixture's 256 source (whole-image crop = the fixture's plain resize)."""
+    """ExtractAppearance on the fixture's 256 source (the reference's squeezed whole image = its plain resize)."""
     fx = load_fixture(LP_SMALL)
     img = fx["src.img256"].numpy()
-    ref = prepare_reference(img, None, ReferenceOptions(mode="human", crop="whole"))
+    ref = prepare_reference(img, None, ReferenceOptions(mode="human", crop="squeeze"))
     assert np.array_equal(ref[0].crop256, img)
     return extract_appearance(lp_models, ref), fx
 
@@ -232,6 +235,17 @@ def test_paste_back_only_with_stitching(composed, caplog):
     assert sum("stitching is off" in r.getMessage() for r in caplog.records) == 2
     with pytest.raises(FaceInputError, match="image_index 3"):
         paste_back_into_photo(ref, keypoints.options.stitching, index=3)
+
+
+def test_whole_image_crop_renders_at_the_photos_size_stitching_or_not():
+    """A whole-image crop holds the whole picture: its frames come back at the photo's size even without stitching
+    (the animal path), unless the 512 crop is asked for."""
+    cat = cv2.cvtColor(cv2.imread(str(fixture_path("chelsea.png"))), cv2.COLOR_BGR2RGB)
+    ref = prepare_reference(cat, None, ReferenceOptions(mode="animal"))
+    area = paste_back_into_photo(ref, stitching=False)
+    assert isinstance(area, PictureArea) and (area.width, area.height) == (450, 300)
+    assert paste_back_into_photo(ref, stitching=False, wanted=False) is None
+    assert pastes_back(True, False, True) and not pastes_back(True, False, False) and not pastes_back(False, True, True)
 
 
 class _CheapRenderer(torch.nn.Module):

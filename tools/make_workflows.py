@@ -1,7 +1,9 @@
 """Writes the shipped workflows (UI format, ``workflows/*.json``) and their API twins (``workflows/api/*.json``)
 from the compact graphs below, laid out on a grid so each reads at 100% zoom from its saved view with no node over
-another. Widget order, sockets and the API twins come from a real ComfyUI's ``/object_info`` (started here on the
-test models, as the tests do), so the files match what the web UI itself would save and queue.
+another, as a user sees it once a photo is picked and a run is done (the photo, the players, Save Motion's line;
+only the widgets the web extension shows for the saved values). Widget order, sockets and the API twins come from a
+real ComfyUI's ``/object_info`` (started here on the test models, as the tests do), so the files match what the web
+UI itself would save and queue.
 
 Usage: ``.venv/bin/python tools/make_workflows.py`` (then review the diff; the tests check the files).
 """
@@ -27,8 +29,16 @@ X0 = 80  # the graph's left edge on screen at scale 1: right of the side bar
 Y_FIRST, Y_OTHERS = 170, 125
 COLUMN_W, GAP_X, GAP_Y = 280, 20, 30  # five columns stay left of the Run bar and the minimap on a 1920x1080 screen
 TITLE_H = 30
-# extra body height where a node draws more than its widgets (image / audio / video previews)
-EXTRA_H = {"LoadImage": 150, "LoadAudio": 70, "SaveVideo": 60, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
+# extra body height where a node draws more than its widgets, as it is once a photo is picked and a run is done:
+# the picked photo (a square one fills the node's width), the audio player, the video players at the node's width
+# (square videos), Save Motion's line naming the file it wrote
+EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "SaveVideo": COLUMN_W + 20, "JoyVASARenderVideo": COLUMN_W + 20,
+           "JoyVASASaveMotion": 24, "MarkdownNote": 0}
+# joyvasa_two_faces (two photos, two players) does not fit one screen once loaded: it keeps the sizes of the empty
+# nodes until it is laid out in ComfyUI groups
+BEFORE_LOADING_H = {"LoadImage": 150, "LoadAudio": 70, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
+BEFORE_LOADING = {"joyvasa_two_faces"}
+PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
 FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
 
 FACE = {"mode": "human", "crop": "auto", "face_index": 0, "face_order": "largest", "scale": 2.3, "vx_ratio": 0.0,
@@ -75,20 +85,20 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
     render_links = {"liveportrait": (3, 0), "appearance": (6, 0), "keypoints": (9, 0), "face": (5, 0),
                     "audio": (2, 0)}
     if render == "stream":
-        nodes.append(node(10, "JoyVASARenderVideo", 3, {**RENDER, **VIDEO}, render_links))
+        nodes.append(node(10, "JoyVASARenderVideo", 4, {**RENDER, **VIDEO}, render_links))
     else:
         nodes += [
             node(10, "JoyVASAWarpAndRender", 3, RENDER, render_links),
             node(11, "CreateVideo", 4, {"fps": 25.0}, {"images": (10, 0), "audio": (10, 1), "fps": (10, 2)}),
-            node(12, "SaveVideo", 4, {"filename_prefix": "video/JoyVASA", "format": "mp4", "codec": "h264"},
+            node(12, "SaveVideo", 4, {"filename_prefix": "JoyVASA/talking", "format": "mp4", "codec": "h264"},
                  {"video": (11, 0)}),
         ]
     if save_motion:
-        nodes.append(node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "joyvasa/motion"}, {"motion": (8, 0)}))
+        nodes.append(node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "JoyVASA/motion"}, {"motion": (8, 0)}))
     what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
     out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
            "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
-    nodes.append(node(20, "MarkdownNote", 4, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
+    nodes.append(node(20, "MarkdownNote", 3, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
                       f"queue. {out}.\n\n{MODELS_NOTE}"))
     return nodes
 
@@ -129,7 +139,7 @@ def reuse_motion() -> list[dict]:
         node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
         node(3, "JoyVASALivePortraitLoader", 1, LP),
         node(5, "JoyVASALoadReferenceFace", 1, FACE, {"image": (1, 0)}),
-        node(14, "JoyVASALoadMotion", 2, {"motion_file": "joyvasa/motion_00001_.safetensors [output]"}),
+        node(14, "JoyVASALoadMotion", 2, {"motion_file": "JoyVASA/motion_00001_.safetensors [output]"}),
         node(6, "JoyVASAExtractAppearance", 2, {"image_index": 0}, {"liveportrait": (3, 0), "face": (5, 0)}),
         node(9, "JoyVASAComputeTargetKeypoints", 2, KEYPOINTS,
              {"liveportrait": (3, 0), "appearance": (6, 0), "motion": (14, 0)}),
@@ -162,12 +172,21 @@ def _sockets(info: dict) -> tuple[list[tuple[str, str]], list[str]]:
     return sockets, names
 
 
-def _height(kind: str, info: dict | None, text: str | None) -> int:
-    if info is None:  # a note: about 22 px a line of ~44 characters
-        return 60 + 22 * sum(1 + len(p) // 40 for p in (text or "").split("\n"))
+def _shown(info: dict, widget: str, values: dict) -> bool:
+    """Whether the web extension shows ``widget`` for these values (its input spec's ``shown_when``, as
+    joyvasa.js applyShownWhen reads it)."""
+    spec = {**info["input"].get("required", {}), **info["input"].get("optional", {})}[widget]
+    rule = spec[1].get("shown_when", {}) if len(spec) > 1 else {}
+    return all(other not in values or values[other] in allowed for other, allowed in rule.items())
+
+
+def _height(kind: str, info: dict | None, text: str | None, values: dict, extra: dict[str, int]) -> int:
+    if info is None:  # a note: about 16 px a line of ~44 characters (measured in the 1.32 frontend at 280 px)
+        return 40 + 16 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
-    return 14 + 20 * rows + 24 * len(widgets) + EXTRA_H.get(kind, 0)
+    shown = [w for w in widgets if _shown(info, w, values)]
+    return 14 + 20 * rows + 24 * len(shown) + extra.get(kind, 0)
 
 
 def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN_W, gap_x: int = GAP_X) -> dict:
@@ -178,14 +197,15 @@ def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN
     column_y: dict[int, int] = {}
     for order, n in enumerate(spec):
         info = object_info.get(n["type"])
-        h = _height(n["type"], info, n["text"])
+        h = _height(n["type"], info, n["text"], n["widgets"], BEFORE_LOADING_H if name in BEFORE_LOADING else EXTRA_H)
         x = X0 + n["col"] * (column_w + gap_x)
         y = column_y.get(n["col"], Y_FIRST if n["col"] == 0 else Y_OTHERS)
         column_y[n["col"]] = y + h + GAP_Y + TITLE_H
         ui = {"id": n["id"], "type": n["type"], "pos": [x, y], "size": [column_w, h], "flags": {}, "order": order,
               "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": n["type"]}}
-        if n["title"]:
-            ui["title"] = n["title"]
+        display = (info or {}).get("display_name", "")
+        if n["title"] or display.startswith(PACK_PREFIX):
+            ui["title"] = n["title"] or display.removeprefix(PACK_PREFIX)
         if info is None:
             ui["widgets_values"] = [n["text"]]
             ui_nodes.append(ui)

@@ -40,6 +40,9 @@ POINT_COUNTS = {"lmk106": 106, "lmk203": 203, "lmk101": 101, "lmk68": 68, "mp478
 # How an mp478 mesh is cropped: via its 106-point equivalent (the layout scale/vy were tuned on) or the raw mesh.
 MESH_CROPS = ("lmk106", "kj478")
 
+# How the whole-image crop makes a square of a picture that is not one (``whole_image_crop``).
+WHOLE_FITS = ("pad", "squeeze")
+
 
 @dataclass(frozen=True)
 class CropConfig:
@@ -247,21 +250,61 @@ def crop_from_box(
     )
 
 
-def whole_image_crop(image: np.ndarray, dsize: int = 512, out_size: int = 256) -> FaceCrop:
-    """No crop: the whole image squeezed to a square, the reference's default for animals and its CLI.
+def extend_to_square(image: np.ndarray, left: int, top: int, side: int) -> np.ndarray:
+    """The image inside a ``side`` square at (``left``, ``top``), the rest filled by a blurred extension of its edges.
 
-    The 256 input is ``cv2.resize(image, (256, 256))`` straight from the image (INTER_LINEAR), as the reference
-    does. The transforms include cv2.resize's half-pixel convention so paste-back lands exactly.
+    Why not black (or any constant): the straight high-contrast border would be an edge the keypoint detector and
+    the warp treat as part of the subject, and when the head moves the warp pulls that colour into the picture. Edge
+    replication alone continues each border pixel's colour to the square's side, so there is no step at the border,
+    but fine detail there (fur, hair) turns into stripes; blurring the replicated part (sigma ``side / 16``), fading
+    in over ``side / 32`` px from the border, leaves a smooth colour field with nothing to animate. Mirroring would
+    copy the subject into the padding.
     """
     h, w = image.shape[:2]
-    sx, sy = dsize / w, dsize / h
-    M_o2c = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]], dtype=np.float32)
-    crop = cv2.resize(image, (dsize, dsize), interpolation=cv2.INTER_LINEAR)
-    small = cv2.resize(image, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+    if (h, w) == (side, side):
+        return image.copy()
+    canvas = cv2.copyMakeBorder(image, top, side - h - top, left, side - w - left, cv2.BORDER_REPLICATE)
+    ramp = max(side / 32, 1.0)
+    blurred = cv2.GaussianBlur(canvas, (0, 0), sigmaX=2 * ramp)
+    xs, ys = np.arange(side, dtype=np.float32), np.arange(side, dtype=np.float32)
+    dx = np.maximum(np.maximum(left - xs, xs - (left + w - 1)), 0)
+    dy = np.maximum(np.maximum(top - ys, ys - (top + h - 1)), 0)
+    weight = np.clip(np.maximum(dy[:, None], dx[None, :]) / ramp, 0, 1)[..., None]
+    out = canvas.astype(np.float32) * (1 - weight) + blurred.astype(np.float32) * weight
+    out[top : top + h, left : left + w] = image
+    return np.clip(out + 0.5, 0, 255).astype(image.dtype)
+
+
+def whole_image_crop(image: np.ndarray, dsize: int = 512, out_size: int = 256, fit: str = "pad") -> FaceCrop:
+    """No face crop: the whole image as the square the networks see.
+
+    ``fit="pad"`` (the default) keeps the picture undistorted: it is centred in a square of its longer side, the rest
+    filled by :func:`extend_to_square`, and that square is resized. ``fit="squeeze"`` resizes W x H straight to the
+    square, as the reference does for animals and its command line (a 451 x 300 cat is seen 1.5 times narrower).
+    Either way the 256 input is ``cv2.resize`` of the (padded) image straight to 256 (INTER_LINEAR, as the reference),
+    and the transforms include cv2.resize's half-pixel convention so that paste-back lands exactly;
+    ``extra["picture"]`` is the picture's area in the ``dsize`` crop (x0, y0, x1, y1).
+    """
+    if fit not in WHOLE_FITS:
+        raise FaceInputError(f"crop: unknown whole-image fit {fit!r}; expected one of {list(WHOLE_FITS)}.")
+    h, w = image.shape[:2]
+    if fit == "pad":
+        side = max(w, h)
+        left, top = (side - w) // 2, (side - h) // 2
+        square = extend_to_square(image, left, top, side)
+        sx = sy = dsize / side
+    else:
+        left = top = 0
+        square = image
+        sx, sy = dsize / w, dsize / h
+    M_o2c = np.array([[sx, 0.0, (left + 0.5) * sx - 0.5], [0.0, sy, (top + 0.5) * sy - 0.5]], dtype=np.float32)
+    crop = cv2.resize(square, (dsize, dsize), interpolation=cv2.INTER_LINEAR)
+    small = cv2.resize(square, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+    picture = (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
     return FaceCrop(
         crop512=crop, crop256=small, M_o2c=M_o2c, M_c2o=invert_affine(M_o2c),
         rect=np.array([(w - 1) / 2, (h - 1) / 2, max(w, h), 0.0], dtype=np.float64), pt_crop=None, landmarks=None,
-        convention=None, image_size=(int(w), int(h)), method="whole",
+        convention=None, image_size=(int(w), int(h)), method="whole", extra={"fit": fit, "picture": picture},
     )
 
 

@@ -1,11 +1,14 @@
 """Paste a rendered crop back into the full-resolution reference image.
 
-Two paths with the same arithmetic:
+Two paths with the same arithmetic for a face crop:
 
 * ``prepare_paste_back`` + ``paste_back``: one frame with cv2/NumPy, literally the reference's code path.
 * ``PasteBack``: many frames at once with torch (CPU or GPU). Everything that depends only on the source (the warped
   mask, the sampling grid, the region the mask touches) is computed once; per frame only the masked region is
   resampled and blended, so hundreds of frames cost one ``grid_sample`` per chunk.
+
+A whole-image crop holds the whole picture, so nothing is blended: ``PictureArea`` takes the picture's area back out
+of each rendered square at the photo's size (``M_o2c`` of the crop), leaving the padding behind.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ def _to_uint8_truncated(frame: np.ndarray) -> np.ndarray:
     if frame.dtype == np.uint8:
         return frame
     return (np.clip(np.asarray(frame, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
+
+
+def _truncated_255(part: torch.Tensor) -> torch.Tensor:
+    """Frames as float 0..255, truncated from [0, 1] like the reference's ``clip(x, 0, 1) * 255 -> astype(uint8)``."""
+    if part.dtype == torch.uint8:
+        return part.to(torch.float32)
+    return part.to(torch.float32).clamp(0, 1).mul_(255).floor_()
 
 
 def prepare_paste_back(mask_crop: np.ndarray | None, M_c2o: np.ndarray, dsize: tuple[int, int]) -> np.ndarray:
@@ -136,12 +146,7 @@ class PasteBack:
         for start in range(0, n, chunk):
             if progress is not None:
                 progress.check_cancel()
-            part = x[start : start + chunk]
-            if part.dtype == torch.uint8:
-                part = part.to(torch.float32)
-            else:
-                # The reference's float -> uint8 conversion truncates: clip(x, 0, 1) * 255 -> astype(uint8).
-                part = part.to(torch.float32).clamp(0, 1).mul_(255).floor_()
+            part = _truncated_255(x[start : start + chunk])
             warped = F.grid_sample(
                 part, grid.expand(part.shape[0], -1, -1, -1), mode="bilinear", padding_mode="zeros",
                 align_corners=False,
@@ -151,6 +156,56 @@ class PasteBack:
             if not as_uint8:
                 blended.div_(255)
             out[start : start + chunk, y0:y1, x0:x1].copy_(blended.permute(0, 2, 3, 1))
+            if progress is not None:
+                progress.update(min(start + chunk, n), n)
+        return out
+
+
+class PictureArea:
+    """The picture's area of whole-image-crop frames, resampled to the photo's size: (N, H, W, 3).
+
+    Output pixel (x, y) reads the rendered square at ``M_o2c @ (x, y, 1)`` (bilinear, edge pixels repeated), so a
+    padded crop gives back exactly the photo's area and a squeezed one is stretched back to the photo's shape.
+    Called like :class:`PasteBack`.
+    """
+
+    def __init__(self, width: int, height: int, M_o2c: np.ndarray, crop_size: int = 512) -> None:
+        self.width, self.height, self.crop_size = int(width), int(height), int(crop_size)
+        m = np.asarray(M_o2c, dtype=np.float64)[:2]
+        ys, xs = np.meshgrid(np.arange(self.height, dtype=np.float64), np.arange(self.width, dtype=np.float64),
+                             indexing="ij")
+        u = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
+        v = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
+        n = float(self.crop_size)
+        grid = np.stack([(2 * u + 1) / n - 1, (2 * v + 1) / n - 1], axis=-1)[None].astype(np.float32)
+        self._grid = torch.from_numpy(grid)  # (1, H, W, 2)
+
+    def __repr__(self) -> str:
+        return f"PictureArea({self.width}x{self.height} from the {self.crop_size} crop)"
+
+    @torch.no_grad()
+    def __call__(
+        self, frames: torch.Tensor, layout: str = "nhwc", as_uint8: bool = False, chunk: int | None = None,
+        progress=None,
+    ) -> torch.Tensor:
+        """``frames`` (float in [0, 1] or uint8, crop_size square) -> (N, H, W, 3) float in [0, 1] or uint8."""
+        if layout not in ("nhwc", "nchw"):
+            raise ValueError(f"layout must be 'nhwc' or 'nchw', got {layout!r}")
+        x = frames if layout == "nchw" else frames.permute(0, 3, 1, 2)
+        n = x.shape[0]
+        out = torch.empty((n, self.height, self.width, 3), dtype=torch.uint8 if as_uint8 else torch.float32,
+                          device=x.device)
+        grid = self._grid.to(x.device)
+        chunk = chunk or max(1, int(2e7 // max(1, 3 * self.height * self.width)))
+        for start in range(0, n, chunk):
+            if progress is not None:
+                progress.check_cancel()
+            part = _truncated_255(x[start : start + chunk])
+            picture = F.grid_sample(part, grid.expand(part.shape[0], -1, -1, -1), mode="bilinear",
+                                    padding_mode="border", align_corners=False).round_().clamp_(0, 255)
+            if not as_uint8:
+                picture.div_(255)
+            out[start : start + chunk].copy_(picture.permute(0, 2, 3, 1))
             if progress is not None:
                 progress.update(min(start + chunk, n), n)
         return out

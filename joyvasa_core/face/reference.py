@@ -11,8 +11,8 @@ Input policy (each problem a FaceInputError naming the input and the fix):
 * tiny images, blank (uniform, e.g. all black) images, no face, a face below ``min_face_size``, and a face index
   out of range each get their own message.
 
-Animals: by default no detection at all, the whole image resized to 256 (the reference's own default: its animal
-detector, X-Pose, needs a CUDA extension), or a crop from a user box or mask.
+Animals: by default no detection at all, the whole image fitted undistorted into the 256 square (the reference's own
+default squeezes it; its animal detector, X-Pose, needs a CUDA extension), or a crop from a user box or mask.
 """
 
 from __future__ import annotations
@@ -28,14 +28,17 @@ from .detectors.base import DetectedFace, FaceDetector
 from .ratios import FaceRatios, face_ratios
 from .select import FACE_ORDERS, select_face
 
-CROP_MODES = ("auto", "face", "box", "mask", "whole")
+CROP_MODES = ("auto", "face", "box", "mask", "whole", "squeeze")
+WHOLE_CROPS = {"whole": "pad", "squeeze": "squeeze"}  # crop mode -> whole_image_crop's fit
 
 
 @dataclass(frozen=True, eq=False)
 class ReferenceOptions:
     """How to find and crop the face. Crop defaults are the official source crop (scale 2.3, vy -0.125, rotation).
 
-    ``crop``: ``auto`` = ``box``/``mask`` when one is given, else ``face`` for humans and ``whole`` for animals.
+    ``crop``: ``auto`` = ``box``/``mask`` when one is given, else ``face`` for humans and ``whole`` for animals;
+    ``whole`` = the whole picture undistorted in the square (edges extended), ``squeeze`` = the whole picture resized
+    to the square, the reference's (see ``whole_image_crop``).
     ``box`` is ``(x0, y0, x1, y1)`` in the input image's pixels; ``mask`` is (H, W) (or (B, H, W) for a batch),
     non-zero on the subject. Box and mask crops are squares of ``box_scale * max(w, h)`` shifted by
     ``vx_ratio``/``vy_ratio`` of their side, without rotation.
@@ -206,7 +209,8 @@ def _bbox_of_mask(mask: np.ndarray, what: str) -> tuple[float, float, float, flo
     return float(xs[0]), float(ys[0]), float(xs[-1] + 1), float(ys[-1] + 1)
 
 
-def _crop_mode(opts: ReferenceOptions) -> str:
+def crop_mode(opts: ReferenceOptions) -> str:
+    """The crop mode ``opts`` resolve to (``auto`` decided: box, mask, face or whole)."""
     if opts.crop not in CROP_MODES:
         raise FaceInputError(f"reference crop: unknown crop mode {opts.crop!r}; choose one of {', '.join(CROP_MODES)}.")
     if opts.crop != "auto":
@@ -267,8 +271,9 @@ def _crop_box(img: np.ndarray, box: tuple[float, ...], opts: ReferenceOptions, m
 def _crop_whole(
     img: np.ndarray, detector: FaceDetector | None, opts: ReferenceOptions, what: str
 ) -> tuple[FaceCrop, DetectedFace | None]:
-    """Crop mode ``whole``: the image itself; a human face is still looked for, for its eye and lip ratios."""
-    crop = whole_image_crop(img, opts.dsize)
+    """Crop modes ``whole`` and ``squeeze``: the image itself; a human face is still looked for, for its eye and lip
+    ratios."""
+    crop = whole_image_crop(img, opts.dsize, fit=WHOLE_CROPS[crop_mode(opts)])
     face = None
     if opts.mode == "human" and detector is not None:
         faces = detector.detect(img)
@@ -312,13 +317,13 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
     img = resize_to_limit(rgb, opts.max_dim, opts.division)
     if (lim_h, lim_w) != (in_h, in_w):
         notes += (f"resized {in_w}x{in_h} -> {img.shape[1]}x{img.shape[0]} (max_dim {opts.max_dim})",)
-    mode = _crop_mode(opts)
+    mode = crop_mode(opts)
     face: DetectedFace | None = None
     if mode in ("box", "mask"):
         x0, y0, x1, y1 = _user_box(opts, mask, in_w, in_h, mode, what)
         fx, fy = lim_w / in_w, lim_h / in_h
         crop = _crop_box(img, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), opts, mode, what)
-    elif mode == "whole":
+    elif mode in WHOLE_CROPS:
         crop, face = _crop_whole(img, detector, opts, what)
     else:
         crop, face = _crop_detected(img, detector, opts, what)
@@ -374,7 +379,7 @@ def prepare_reference(
         what = "reference image" if len(items) == 1 else f"reference image {i} of {len(items)}"
         faces.append(_prepare_one(item, mask, detector, opts, what))
     name = getattr(detector, "name", None) if detector is not None else None
-    if _crop_mode(opts) in ("box", "mask") or (opts.mode == "animal" and _crop_mode(opts) == "whole"):
+    if crop_mode(opts) in ("box", "mask") or (opts.mode == "animal" and crop_mode(opts) in WHOLE_CROPS):
         name = None
     return ReferenceFace(faces=tuple(faces), mode=opts.mode, detector=name, options=opts)
 

@@ -37,7 +37,7 @@ def write_photo(source: Path, side: int, out: Path) -> Path:
 
 
 def render_prompt(image: str, speech: str, streaming: bool = True, prefix: str = "joyvasa/test", seed: int = 0,
-                  batch_size: int = 8, steps: int = 2) -> dict:
+                  batch_size: int = 8, steps: int = 2, crop: str = "auto", paste_back: bool = True) -> dict:
     """Portrait + speech -> mp4 with the given input file names; ddim with few steps keeps CPU runs short."""
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": image}},
@@ -48,7 +48,7 @@ def render_prompt(image: str, speech: str, streaming: bool = True, prefix: str =
               "inputs": {"checkpoint": "motion_generator_hubert_chinese.pt", "template": "motion_template.pkl",
                          "device": "auto", "dtype": "fp32", "download": "never download"}},
         "5": {"class_type": "JoyVASALoadReferenceFace",
-              "inputs": {"image": ["1", 0], "mode": "human", "crop": "auto", "face_index": 0,
+              "inputs": {"image": ["1", 0], "mode": "human", "crop": crop, "face_index": 0,
                          "face_order": "largest", "scale": 2.3, "vx_ratio": 0.0, "vy_ratio": -0.125,
                          "alpha": "drop"}},
         "6": {"class_type": "JoyVASAExtractAppearance",
@@ -63,7 +63,7 @@ def render_prompt(image: str, speech: str, streaming: bool = True, prefix: str =
                          "relative_motion": "preset", "stitching": "preset", "lip_normalization": "preset",
                          "driving_multiplier": 0.0, "animation_region": "all"}},
     }
-    common = {"liveportrait": ["3", 0], "appearance": ["6", 0], "keypoints": ["9", 0], "paste_back": True,
+    common = {"liveportrait": ["3", 0], "appearance": ["6", 0], "keypoints": ["9", 0], "paste_back": paste_back,
               "batch_size": batch_size, "image_index": 0, "face": ["5", 0], "audio": ["2", 0]}
     if streaming:
         prompt[RENDER_ID] = {"class_type": "JoyVASARenderVideo",

@@ -1,7 +1,8 @@
 """The shipped workflows in the real ComfyUI web UI (headless Chromium at 1920x1080): every node type is known, the
 frontend saves each back with the same widgets and links, the prompt it queues is the one the headless tests run
 (ui_to_api), and the layout reads at 100% from the saved view: scale 1, the first column clear of the side bar,
-no node over another, no node smaller than its widgets need, the whole graph on screen. A screenshot of each is kept
+no node over another, no node smaller than its widgets need, the whole graph on screen; and again once the photo is
+loaded and a run's players are shown (the sizes a user sees after Run). A screenshot of each is kept
 in the test's ComfyUI base folder (``<pytest tmp>/comfyui_base*/workflow_<name>.png``).
 
 Needs Debian's chromium + chromium-driver and comfyui-frontend-package (scripts/setup_comfyui.sh installs them);
@@ -13,8 +14,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
+from browser_layout import COVERED_POINTS, layout_problems, measure
 from comfyui_harness import free_port
+from fixture_support import fixture_dir
+from ui_driver import node_js, upload_template_inputs
 from ui_to_api import convert
 from webdriver import Browser, require_browser
 
@@ -28,7 +34,7 @@ LAID_OUT = {"joyvasa_talking_portrait", "joyvasa_talking_portrait_frames", "joyv
 
 pytestmark = pytest.mark.comfyui
 
-LOAD_AND_EXPORT = """
+LOAD_AND_EXPORT = COVERED_POINTS + """
 const workflow = JSON.parse(arguments[0]);
 await window.app.loadGraphData(workflow);
 await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
@@ -41,19 +47,7 @@ const nodes = window.app.graph._nodes.map((n) => ({
 }));
 const bar = document.querySelector(".side-tool-bar-container");
 const rect = canvas.canvas.getBoundingClientRect();
-// what the user sees at each node's title and corners: the canvas itself, or some panel drawn over it
-const [dx, dy] = canvas.ds.offset, s = canvas.ds.scale;
-const covered = [];
-for (const n of window.app.graph._nodes) {
-    const [x, y, w, h] = n.getBounding();
-    const points = {title: [x + w / 2, y + 15], "top left": [x + 2, y + 2], "top right": [x + w - 2, y + 2],
-                    "bottom left": [x + 2, y + h - 2], "bottom right": [x + w - 2, y + h - 2]};
-    for (const [where, [px, py]] of Object.entries(points)) {
-        const el = document.elementFromPoint((px + dx) * s + rect.left, (py + dy) * s + rect.top);
-        const what = el ? el.className || el.tagName : "off screen";
-        if (el !== canvas.canvas) covered.push(`${n.type} ${n.id} ${where}: ${what}`);
-    }
-}
+const covered = coveredPoints(false);
 const view = {scale: canvas.ds.scale, offset: Array.from(canvas.ds.offset), left: rect.left, top: rect.top,
               sidebar: bar ? bar.getBoundingClientRect().right : 0, width: window.innerWidth,
               height: window.innerHeight};
@@ -116,3 +110,57 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
     assert left > view["sidebar"], f"the first column starts at x={left:.0f}, under the side bar ({view['sidebar']})"
     assert top >= view["top"] and right <= view["width"] and bottom <= view["height"], (left, top, right, bottom, view)
     assert result["covered"] == [], "parts of nodes are hidden under the UI's panels at the saved view"
+
+
+# laid out for what a user sees once a photo is picked and a run is done (joyvasa_two_faces keeps the empty nodes'
+# sizes: two photos and two players need ComfyUI groups)
+LOADED = sorted(LAID_OUT - {"joyvasa_two_faces"})
+
+# The state after a run without running: each video node gets a finished run's output (what the "executed" message
+# gives it), Save Motion its saved-file line; the frontend then draws the players as after a real run.
+SHOW_RUN = """
+const [video, motion] = arguments;
+for (const node of window.app.graph._nodes) {
+    if (node.type === "JoyVASARenderVideo" || node.type === "SaveVideo")
+        window.app.nodeOutputs[String(node.id)] = {images: [video], animated: [true]};
+    if (node.type === "JoyVASASaveMotion") node.onExecuted({motion: [motion]});
+}
+window.app.graph.setDirtyCanvas(true, true);
+"""
+PLAYERS_READY = """
+const nodes = window.app.graph._nodes.filter((n) => n.type === "JoyVASARenderVideo" || n.type === "SaveVideo");
+return nodes.every((n) => n.videoContainer?.querySelector("video")?.readyState >= 2);
+"""
+
+
+@pytest.fixture(scope="module")
+def run_output(comfyui, tmp_path_factory) -> dict:
+    """The templates' input files, and a finished run's square mp4 in output/JoyVASA/ (as the example portrait's)."""
+    work = tmp_path_factory.mktemp("layout_inputs")
+    fixtures = fixture_dir()
+    upload_template_inputs(comfyui, work, fixtures / "astronaut.png", fixtures / "speech_en_16k.wav",
+                           fixtures / "chelsea.png")
+    folder = comfyui.base / "output" / "JoyVASA"
+    folder.mkdir(parents=True, exist_ok=True)
+    with av.open(str(folder / "layout_00001_.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width = stream.height = 512
+        stream.pix_fmt = "yuv420p"
+        for i in range(25):
+            frame = np.full((512, 512, 3), 8 * i, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    return {"filename": "layout_00001_.mp4", "subfolder": "JoyVASA", "type": "output"}
+
+
+@pytest.mark.parametrize("name", LOADED)
+def test_template_reads_once_the_photo_is_loaded_and_a_run_is_shown(comfyui, browser, run_output, name):
+    shipped = (REPO / "workflows" / f"{name}.json").read_text(encoding="utf-8")
+    browser.js_async("await window.app.loadGraphData(JSON.parse(arguments[0]));", shipped)
+    browser.wait_for(f"const n = {node_js('LoadImage')}; return n.imgs?.[0]?.complete", f"{name}'s photo")
+    motion = {"filename": "motion_00001_.safetensors", "subfolder": "JoyVASA", "type": "output"}
+    browser.js(SHOW_RUN, run_output, motion)
+    browser.wait_for(PLAYERS_READY, f"{name}'s players")
+    browser.js_async("await new Promise((r) => setTimeout(r, 500));")  # the nodes grow on the next frames
+    browser.screenshot(comfyui.base / f"loaded_{name}.png")
+    assert layout_problems(measure(browser)) == []

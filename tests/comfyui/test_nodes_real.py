@@ -178,7 +178,8 @@ def test_object_info_lists_every_node_with_its_sockets(comfyui, installed):
     assert "deprecated" not in ours["JoyVASASampleMotionDiffusion"]
     assert ours["JoyVASARenderVideo"]["output_node"] is True
     # every crop the no-face hint names exists
-    assert ours["JoyVASALoadReferenceFace"]["input"]["required"]["crop"][0] == ["auto", "face", "box", "mask", "whole"]
+    crops = ours["JoyVASALoadReferenceFace"]["input"]["required"]["crop"][0]
+    assert crops == ["auto", "face", "box", "mask", "whole", "squeeze"]
     assert ours["JoyVASAComputeTargetKeypoints"]["input"]["required"]["preset"][0] == ["auto", "web", "cli", "animal"]
     assert ours["JoyVASASaveMotion"]["output_node"] is True
     detectors = ours["JoyVASAFaceDetectorLoader"]["input"]["required"]["detector"][0]

@@ -46,7 +46,9 @@ def inputs(comfyui, tmp_path_factory) -> dict:
     write_joyvasa(comfyui.base / "models")
     work = tmp_path_factory.mktemp("render_inputs")
     photo = write_photo(FIXTURES / "astronaut.png", PHOTO_SIDE, work / "portrait_1024.png")
-    names = {"photo": comfyui.upload(photo)}
+    tall = work / "tall.png"  # taller than wide: the astronaut's middle 300 columns
+    cv2.imwrite(str(tall), cv2.imread(str(FIXTURES / "astronaut.png"))[:, 106:406])
+    names = {"photo": comfyui.upload(photo), "tall": comfyui.upload(tall)}
     for label, seconds in (("short", SHORT_S), ("steady", STEADY_S), ("long", LONG_S)):
         speech = write_speech(FIXTURES / "speech_en_16k.wav", seconds, work / f"speech_{label}.wav")
         names[label] = comfyui.upload(speech)
@@ -189,3 +191,20 @@ def test_file_name_cannot_leave_the_output_folder(comfyui, inputs):
     assert error["node_type"] == "JoyVASARenderVideo"
     assert error["exception_message"].startswith("JoyVASA Render Video: filename_prefix '../../escaped/video' points")
     assert not (comfyui.base.parent / "escaped").exists() and not (comfyui.base / "escaped").exists()
+
+
+@pytest.mark.parametrize(("streaming", "paste_back", "size"), [(True, True, (300, 512)), (False, True, (300, 512)),
+                                                              (True, False, (512, 512))],
+                         ids=["render_video", "warp_and_render", "crop_only"])
+def test_whole_image_crop_renders_at_the_photos_size(comfyui, inputs, streaming, paste_back, size):
+    """Crop 'whole' on a photo taller than wide: both render nodes give the photo's size (its picture taken back
+    out of the padded square), and paste_back off still gives the 512x512 crop. (The test weights draw noise, so
+    only the geometry is checked here; test_crop_whole.py checks the picture.)"""
+    prompt = render_prompt(inputs["tall"], inputs["short"], streaming=streaming, prefix=f"joyvasa/tall_{streaming}",
+                           seed=3, crop="whole", paste_back=paste_back)
+    entry = comfyui.run(prompt, 900)
+    _ok(entry)
+    files = [f for out in entry["outputs"].values() for f in out.get("images", []) if f["filename"].endswith(".mp4")]
+    (path,) = [comfyui.output_path(f) for f in files]
+    frames = _frames(path)
+    assert frames.shape[0] == speech_frames(SHORT_S) and frames.shape[1:3] == size[::-1]

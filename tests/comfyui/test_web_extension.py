@@ -87,7 +87,7 @@ def run_extension_in_node(tmp_path: Path, source: str | None = None) -> dict:
 
 def test_web_extension_registers_distinct_socket_colours(tmp_path):
     out = run_extension_in_node(tmp_path)
-    assert out["names"] == ["JoyVASA.Sockets"]
+    assert out["names"] == ["JoyVASA.Sockets", "JoyVASA.Outputs"]
     assert all(v is None for table in out["before_setup"] for v in table.values()), "colours must be set in setup()"
     slots, links = out["after_setup"]
     assert slots == links
@@ -116,3 +116,75 @@ def test_web_extension_import_path_is_checked(tmp_path):
     assert wrong != EXTENSION.read_text(encoding="utf-8"), "the extension must import ../../../scripts/app.js"
     with pytest.raises(AssertionError, match="ERR_MODULE_NOT_FOUND"):
         run_extension_in_node(tmp_path, wrong)
+
+
+# Drives the output helpers on stand-in nodes shaped like the frontend's (widgets with name/value/options/callback).
+OUTPUTS_DRIVER = """
+import { app } from "./scripts/app.js";
+const ext = await import(process.argv[2]);
+const revoked = [];
+globalThis.URL.revokeObjectURL = (url) => revoked.push(url);
+const widget = (name, value, extra = {}) => ({ name, value, options: {}, ...extra });
+const makeNode = (id, widgets) => ({
+  id, size: [280, 300], widgets, graph: { isRootGraph: true, setDirtyCanvas() {} },
+  computeSize() { return [280, 40 + 24 * this.widgets.filter((w) => !w.hidden).length]; },
+  setSize(size) { this.size = size; },
+  addCustomWidget(w) { this.widgets.push(w); return w; },
+  addWidget(type, name, value, cb, options) { return this.addCustomWidget(widget(name, value, { type, options })); },
+});
+const out = {};
+const render = makeNode(10, [widget("crf", 18), widget("$$canvas-image-preview", null)]);
+render.imgs = ["frame"];
+app.nodePreviewImages = { 10: ["blob:frame-1"], 11: ["blob:other"] };
+out.dropped = ext.dropLivePreviews(render, app.nodePreviewImages);
+out.previews_left = Object.keys(app.nodePreviewImages);
+out.revoked = revoked;
+out.render_widgets = render.widgets.map((w) => w.name);
+out.imgs = render.imgs ?? null;
+out.dropped_again = ext.dropLivePreviews(render, app.nodePreviewImages);
+ext.keepPreviewWidgetsOutOfPrompt(render);
+render.addCustomWidget(widget("video-preview", "x"));
+render.addCustomWidget(widget("$$comfy_animation_preview", "y"));
+render.addCustomWidget(widget("other", "z"));
+out.serialize = Object.fromEntries(render.widgets.map((w) => [w.name, w.options.serialize ?? null]));
+const sample = makeNode(8, [widget("sampler", "ddpm", { callback() {} }), widget("steps", 50)]);
+const specs = { sampler: ["COMBO", {}], steps: ["INT", { shown_when: { sampler: ["ddim"] } }] };
+const update = ext.applyShownWhen(sample, specs);
+const steps = sample.widgets[1];
+out.ddpm = [!!steps.hidden, steps.computeSize?.()[1] ?? null, sample.size[1]];
+sample.widgets[0].value = "ddim";
+sample.widgets[0].callback("ddim");
+out.ddim = [!!steps.hidden, steps.computeSize?.()[1] ?? null, sample.size[1]];
+sample.widgets[0].value = "ddpm";
+update();
+out.back = [!!steps.hidden, sample.size[1]];
+const save = makeNode(13, [widget("filename_prefix", "JoyVASA/motion")]);
+out.saved = ext.showSavedFile(save, { motion: [{ filename: "motion_00002_.safetensors", subfolder: "JoyVASA" }] });
+const line = save.widgets.at(-1);
+line.value = "edited";
+line.callback("edited");
+out.saved_widget = save.widgets.map((w) => [w.name, w.value, w.options.serialize ?? null, !!w.disabled]);
+out.no_file = ext.showSavedFile(save, { images: [] });
+console.log(JSON.stringify(out));
+"""
+
+
+def test_web_extension_shows_outputs_and_keeps_displays_out_of_the_prompt(tmp_path):
+    run_extension_in_node(tmp_path)  # lays the extension out beside the stub app
+    (tmp_path / "outputs.js").write_text(OUTPUTS_DRIVER, encoding="utf-8")
+    served = "./" + (Path("extensions") / PACK_NAME / EXTENSION.relative_to(REPO / "web")).as_posix()
+    proc = subprocess.run([shutil.which("node"), "outputs.js", served], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["dropped"] is True and out["previews_left"] == ["11"] and out["revoked"] == ["blob:frame-1"]
+    assert out["render_widgets"] == ["crf"] and out["imgs"] is None, "the preview frame must go with its widget"
+    assert out["dropped_again"] is False
+    assert out["serialize"] == {"crf": None, "video-preview": False, "$$comfy_animation_preview": False,
+                                "other": None}
+    assert out["ddpm"] == [True, -4, 40 + 24]  # hidden, no height, the node shrinks to its shown widgets
+    assert out["ddim"] == [False, None, 40 + 48]
+    assert out["back"] == [True, 40 + 24]
+    assert out["saved"] == "motion_00002_.safetensors"
+    assert out["saved_widget"][1:] == [["saved_file", "motion_00002_.safetensors", False, False]], "an edit goes back"
+    assert out["no_file"] is None

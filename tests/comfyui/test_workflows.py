@@ -8,11 +8,13 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 import pytest
 import soundfile as sf
 from fixture_support import fixture_dir
 from model_folders import write_joyvasa, write_liveportrait
 from render_prompts import speech_frames
+from ui_driver import upload_template_inputs
 from ui_to_api import convert
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,13 +36,9 @@ def inputs(comfyui, tmp_path_factory) -> None:
     write_liveportrait(comfyui.base / "models", "official", animal=True)
     write_joyvasa(comfyui.base / "models")
     work = tmp_path_factory.mktemp("workflow_inputs")
-    photo = cv2.imread(str(FIXTURES / "astronaut.png"))
-    cv2.imwrite(str(work / "portrait_b.png"), cv2.flip(photo, 1)[:, 40:])  # mirrored, narrower: another framing
     wave, rate = sf.read(str(FIXTURES / "speech_en_16k.wav"), dtype="int16")
     sf.write(str(work / "speech.wav"), wave[: int(SPEECH_S * rate)], rate, subtype="PCM_16")
-    for path, name in ((FIXTURES / "astronaut.png", "portrait.png"), (work / "portrait_b.png", "portrait_b.png"),
-                       (FIXTURES / "chelsea.png", "animal.png"), (work / "speech.wav", "speech.wav")):
-        assert comfyui.upload(path, name=name) == name
+    upload_template_inputs(comfyui, work, FIXTURES / "astronaut.png", work / "speech.wav", FIXTURES / "chelsea.png")
 
 
 def test_workflows_are_shipped_with_api_twins():
@@ -95,7 +93,7 @@ def test_frames_workflow(comfyui, inputs):
 
 def test_animal_workflow(comfyui, inputs):
     (video,) = _videos(comfyui, comfyui.run(_twin(REPO / "workflows" / "joyvasa_animal.json"), 900))
-    _check_video(video, (512, 512))  # animals: G's crop, no paste-back
+    _check_video(video, (450, 300))  # the cat (451x300, even sides) at its own size: the whole crop's picture
 
 
 def test_two_faces_workflow(comfyui, inputs):
@@ -116,3 +114,23 @@ def test_reuse_motion_workflow(comfyui, inputs, saved_motion):
     prompt[load]["inputs"]["motion_file"] = saved_motion  # the file the first workflow saved in this session
     (video,) = _videos(comfyui, comfyui.run(prompt, 900))
     _check_video(video, (472, 512))
+
+
+# tools/make_template_media.py renders a thumbnail for each of these (joyvasa_motion_material needs a driving video
+# and a driving template of the user's own)
+WITH_THUMBNAIL = ("joyvasa_talking_portrait", "joyvasa_talking_portrait_frames", "joyvasa_animal",
+                  "joyvasa_two_faces", "joyvasa_reuse_motion")
+
+
+def test_templates_are_listed_with_their_thumbnails_served(comfyui):
+    """The Templates dialog lists the pack's templates (GET /api/workflow_templates) and asks for
+    ``/api/workflow_templates/<pack>/<name>.jpg`` beside each: each one the tool renders is a real image, not a
+    404."""
+    listed = comfyui.request("GET", "/api/workflow_templates")
+    assert sorted(listed[comfyui.pack_name]) == sorted(p.stem for p in WORKFLOWS)
+    for name in WITH_THUMBNAIL:
+        status, body = comfyui.get_bytes(f"/api/workflow_templates/{comfyui.pack_name}/{name}.jpg")
+        assert status == 200, name
+        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and image.shape == (512, 512, 3), name
+        assert image.std() > 10, f"{name}.jpg is flat: a placeholder, not a frame"

@@ -91,7 +91,7 @@ def decode_boxes(raw_boxes: np.ndarray, anchors: np.ndarray, input_size: int) ->
     w = raw_boxes[:, 2] / s
     h = raw_boxes[:, 3] / s
     boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
-    kps = raw_boxes[:, 4:].reshape(len(raw_boxes), -1, 2) / s + anchors[:, None, :]
+    kps = raw_boxes[:, 4:].reshape(len(raw_boxes), (raw_boxes.shape[1] - 4) // 2, 2) / s + anchors[:, None, :]
     return boxes.astype(np.float32), kps.astype(np.float32)
 
 
@@ -133,17 +133,48 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, t
     return out
 
 
-def postprocess(
+# Keypoint order of a detection after a left-right flip: the eyes (0, 1) and the ears (4, 5) trade places.
+KEYPOINT_MIRROR = (1, 0, 2, 3, 5, 4)
+
+
+def _candidates(
     raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, cfg: BlazeFaceConfig
-) -> list[RawDetection]:
-    """One image's raw outputs (N, 16) and (N, 1) -> suppressed detections in normalised model-input coordinates."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boxes, keypoints and scores of every anchor above the score threshold with a non-empty box."""
     scores = scores_from_logits(raw_scores.reshape(-1), cfg.score_clipping_thresh)
     keep = scores >= cfg.min_score_thresh
-    if not keep.any():
-        return []
     boxes, kps = decode_boxes(raw_boxes[keep], anchors[keep], cfg.input_size)
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    return weighted_nms(boxes[valid], kps[valid], scores[keep][valid], cfg.min_suppression_threshold)
+    return boxes[valid], kps[valid], scores[keep][valid]
+
+
+def unflip(boxes: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Detections made on the left-right flipped input, in the unflipped input's normalised frame."""
+    boxes = np.stack([1 - boxes[:, 2], boxes[:, 1], 1 - boxes[:, 0], boxes[:, 3]], -1)
+    kps = kps[:, list(KEYPOINT_MIRROR)].copy()
+    kps[..., 0] = 1 - kps[..., 0]
+    return boxes, kps
+
+
+def postprocess(
+    raw_boxes: np.ndarray, raw_scores: np.ndarray, anchors: np.ndarray, cfg: BlazeFaceConfig,
+    flipped: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[RawDetection]:
+    """One image's raw outputs (N, 16) and (N, 1) -> suppressed detections in normalised model-input coordinates.
+
+    ``flipped``: the raw outputs on the same input flipped left-right. Its candidates are flipped back and suppressed
+    together with the others, so a photo and its mirror image give mirror-image detections (the network alone does
+    not: its boxes move by a pixel or two and its eye line tilts when the photo is mirrored).
+    """
+    boxes, kps, scores = _candidates(raw_boxes, raw_scores, anchors, cfg)
+    if flipped is not None:
+        f_boxes, f_kps, f_scores = _candidates(flipped[0], flipped[1], anchors, cfg)
+        f_boxes, f_kps = unflip(f_boxes, f_kps)
+        boxes, kps = np.concatenate([boxes, f_boxes]), np.concatenate([kps, f_kps])
+        scores = np.concatenate([scores, f_scores])
+    if not len(scores):
+        return []
+    return weighted_nms(boxes, kps, scores, cfg.min_suppression_threshold)
 
 
 # (in, out, stride) of the short-range backbone after the 5×5 stem; the stride-8 (16×16) map ends at index 10.

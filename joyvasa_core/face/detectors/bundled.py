@@ -20,9 +20,11 @@ from torch import nn
 from ...errors import CheckpointError, FaceInputError
 from .base import DetectedFace
 from .blazeface import build_blazeface, postprocess, ssd_anchors
-from .facemesh import FaceMeshConfig, FaceMeshNet, RotatedRect, rect_from_points, warp_roi
+from .facemesh import FaceMeshConfig, FaceMeshNet, RotatedRect, cv2_affine, rect_from_points, warp_roi
 from .iris import IrisConfig, IrisNet, eye_rect
+from .mesh_mirror import MESH_MIRROR
 
+PIXEL_CENTRE = 0.5  # a pixel's centre in the networks' continuous coordinates
 WEIGHTS_PATH = Path(__file__).resolve().parents[1] / "weights" / "mediapipe_face.safetensors"
 
 
@@ -99,7 +101,8 @@ class BundledFaceDetector:
         side = max(h, w)
         k = size / side
         m = np.array([[k, 0.0, (side - w) / 2 * k], [0.0, k, (side - h) / 2 * k]])
-        crop = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = cv2.warpAffine(image, cv2_affine(m), (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
         return crop, m
 
     @torch.no_grad()
@@ -109,8 +112,9 @@ class BundledFaceDetector:
             found = getattr(image, "shape", type(image).__name__), getattr(image, "dtype", "")
             raise FaceInputError(f"bundled face detector: expected an RGB uint8 (H, W, 3) image, got {found}")
         crop, m = self.detection_input(image)
-        reg, cls = self.detector(self._to_tensor(crop[None], 1 / 127.5, -1.0))
-        raw = postprocess(reg[0].float().cpu().numpy(), cls[0].float().cpu().numpy(), self.anchors, self.det_cfg)
+        reg, cls = self.detector(self._to_tensor(np.stack([crop, crop[:, ::-1]]), 1 / 127.5, -1.0))
+        reg, cls = reg.float().cpu().numpy(), cls.float().cpu().numpy()
+        raw = postprocess(reg[0], cls[0], self.anchors, self.det_cfg, flipped=(reg[1], cls[1]))
         if not raw:
             return []
         # Normalised letterbox coordinates -> image pixels.
@@ -128,9 +132,7 @@ class BundledFaceDetector:
         mcfg = self.config.mesh
         rects = [rect_from_points(b, k[0], k[1], mcfg.roi_scale) for b, k in zip(boxes, kps, strict=True)]
         crops = np.stack([warp_roi(image, r, mcfg.input_size) for r in rects])
-        pts, presence = self.mesh(self._to_tensor(crops, 1 / 255, 0.0))
-        pts = pts.float().cpu().numpy()
-        presence = torch.sigmoid(presence.float()).cpu().numpy()
+        pts, presence = self._mirror_averaged_mesh(crops)
         keep = [i for i in range(len(rects)) if presence[i] >= mcfg.presence_threshold]
         if not keep:
             return []
@@ -138,17 +140,39 @@ class BundledFaceDetector:
         irises = self._irises(image, meshes) if self.config.refine_iris else [np.zeros((0, 2))] * len(keep)
         faces = []
         for j, i in enumerate(keep):
-            lmk = np.concatenate([meshes[j], irises[j]]).astype(np.float32)
+            # The networks' continuous frame (pixel i covers [i, i + 1)) -> the crop's and OpenCV's (pixel i at i),
+            # so that the crop of a mirrored photo (x -> W - 1 - x) is the mirrored crop. ``roi`` stays continuous.
+            lmk = np.concatenate([meshes[j], irises[j]]) - PIXEL_CENTRE
             faces.append(
                 DetectedFace(
-                    box=boxes[i].astype(np.float32),
+                    box=(boxes[i] - PIXEL_CENTRE).astype(np.float32),
                     score=float(scores[i]),
-                    landmarks=lmk,
+                    landmarks=lmk.astype(np.float32),
                     convention="mp478" if self.config.refine_iris else "mp468",
-                    extra={"presence": float(presence[i]), "keypoints": kps[i].astype(np.float32), "roi": rects[i]},
+                    extra={"presence": float(presence[i]), "keypoints": (kps[i] - PIXEL_CENTRE).astype(np.float32),
+                           "roi": rects[i]},
                 )
             )
         return faces
+
+    def _mirror_averaged_mesh(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 468, 3) mesh points in ROI pixels and (B,) presence, each the mean of the mesh of the ROI and the
+        mirrored mesh of the ROI flipped left-right.
+
+        The mesh network is not mirror-symmetric: on the very same ROI, mirrored, its points disagree by 1.5 px
+        (192 px ROI) on average, which tilts the crop by about a degree and moves its corners by 4 to 15 px
+        (tools/make_mesh_mirror_table.py measures it). Averaging both views makes the landmarks, and so the crop of a
+        face and of its mirror image, mirror images of each other; the second pass costs one more mesh run per face.
+        """
+        size = self.config.mesh.input_size
+        both = np.concatenate([crops, crops[:, :, ::-1]])
+        pts, presence = self.mesh(self._to_tensor(both, 1 / 255, 0.0))
+        pts = pts.float().cpu().numpy()
+        presence = torch.sigmoid(presence.float()).cpu().numpy()
+        n = len(crops)
+        mirrored = pts[n:, list(MESH_MIRROR)]
+        mirrored[..., 0] = size - mirrored[..., 0]
+        return (pts[:n] + mirrored) / 2, (presence[:n] + presence[n:]) / 2
 
     def _irises(self, image: np.ndarray, meshes: list[np.ndarray]) -> list[np.ndarray]:
         """(10, 2) iris points per face: the 33/133 eye's 5 points, then the mirrored 362/263 eye's."""

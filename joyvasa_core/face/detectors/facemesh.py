@@ -36,7 +36,8 @@ class RotatedRect:
     angle: float
 
     def to_crop(self, out_size: int) -> np.ndarray:
-        """2×3 affine image -> crop, mapping the rect's corners onto the crop's pixel-grid corners (0 and out_size)."""
+        """2×3 affine image -> crop in continuous coordinates: the rect's corners onto the crop's corners (0 and
+        out_size). Give it to OpenCV through :func:`cv2_affine`."""
         c, s = np.cos(self.angle), np.sin(self.angle)
         k = out_size / self.size
         # crop = k · Rᵀ (p − centre) + out_size/2, R = [[c, −s], [s, c]].
@@ -50,6 +51,17 @@ class RotatedRect:
         u = (pts[..., 0] / in_size - 0.5) * self.size
         v = (pts[..., 1] / in_size - 0.5) * self.size
         return np.stack([c * u - s * v + self.cx, s * u + c * v + self.cy], -1)
+
+
+def cv2_affine(m: np.ndarray) -> np.ndarray:
+    """A 2×3 affine between continuous coordinates (pixel i covers [i, i + 1), MediaPipe's normalised frame times
+    the size) -> the matrix ``cv2.warpAffine`` needs (pixel i sits at i): y + 0.5 = A (x + 0.5) + t.
+
+    Without it every warp samples half an output pixel off, always towards the same side, so a face and its mirror
+    image are seen shifted in opposite directions and their landmarks disagree by a pixel or more.
+    """
+    m = np.asarray(m, dtype=np.float64)
+    return np.concatenate([m[:, :2], m[:, 2:] + 0.5 * m[:, :2].sum(1, keepdims=True) - 0.5], axis=1)
 
 
 def rect_from_points(box_xyxy: np.ndarray, start: np.ndarray, end: np.ndarray, scale: float) -> RotatedRect:
@@ -68,8 +80,9 @@ def warp_roi(image: np.ndarray, rect: RotatedRect, out_size: int, flip: bool = F
     """
     m = rect.to_crop(out_size)
     if flip:
-        m = np.array([[-1.0, 0.0, out_size - 1.0], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
-    return cv2.warpAffine(image, m, (out_size, out_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        m = np.array([[-1.0, 0.0, float(out_size)], [0.0, 1.0, 0.0]]) @ np.vstack([m, [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(image, cv2_affine(m), (out_size, out_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 # (in, out, stride) of the shared trunk after the stem: 96² -> 6².
