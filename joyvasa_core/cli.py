@@ -232,6 +232,12 @@ def exit_status(run: Callable[[], int], kept: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["live"]:  # the live session driven from a file (cli_live.py)
+        from .cli_live import build_live_parser, run_live
+
+        live = build_live_parser().parse_args(argv[1:])
+        return exit_status(lambda: run_live(live), "no video was written")
     args = build_parser().parse_args(argv)
     return exit_status(lambda: run(args), "no video was written")
 

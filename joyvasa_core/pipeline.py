@@ -374,13 +374,30 @@ def compute_target_keypoints(
     options: KeypointOptions | None = None, progress: Progress | None = None,
 ) -> TargetKeypoints:
     """ComputeTargetKeypoints: x_d of every frame, composed relative to the motion's reference frame."""
-    options = options or KeypointOptions.web()
     progress = ensure_progress(progress)
+    if motion.n_frames < 1:
+        raise ValueError("compute keypoints: the motion has no frames")
+    composer = keypoint_composer(models, appearance, motion, options)
+    n = motion.n_frames
+    out = []
+    for start in range(0, n, KEYPOINT_CHUNK):
+        progress.check_cancel()
+        out.append(compose_keypoints(models, composer, appearance, motion, start, start + KEYPOINT_CHUNK))
+        progress.update(min(start + KEYPOINT_CHUNK, n), n)
+    return TargetKeypoints(x_d=torch.cat(out), x_s=composer.x_s.float().cpu(), options=composer.options,
+                           fps=motion.fps, mode=appearance.mode)
+
+
+@torch.no_grad()
+def keypoint_composer(
+    models: LivePortraitModels, appearance: Appearance, motion: MotionSequence, options: KeypointOptions | None = None,
+) -> KeypointComposer:
+    """The per-source state of ComputeTargetKeypoints, with ``motion``'s frame 0 as the reference: built once, then
+    :func:`compose_keypoints` turns any frames of that motion (or of its continuation, streamed) into x_d."""
+    options = options or KeypointOptions.web()
     if appearance.batch_size != 1:
         raise FaceInputError(f"compute keypoints: one source face per job, the appearance holds "
                              f"{appearance.batch_size}; extract the appearance of one face.")
-    if motion.n_frames < 1:
-        raise ValueError("compute keypoints: the motion has no frames")
     dev = models.device
     needs_net = (options.stitching or options.eye_retargeting or options.lip_retargeting
                  or (options.normalize_lip and appearance.lip_ratio is not None))
@@ -389,29 +406,30 @@ def compute_target_keypoints(
                              "stitching_retargeting_module or turn them off.")
     if options.lip_absolute and not lips_absolute(motion):
         options = replace(options, lip_absolute=False)  # video / template lips: LivePortrait's relative composition
-    lip = None if appearance.lip_ratio is None else appearance.lip_ratio.to(dev)
-    eye = None if appearance.eye_ratio is None else appearance.eye_ratio.to(dev)
-    blinks = motion.eye_open is not None and eye is not None
-    if blinks and models.stitching is None:
+    if motion.eye_open is not None and appearance.eye_ratio is not None and models.stitching is None:
         raise FaceInputError("compute keypoints: the motion has blinks / eye openness, which need the stitching and "
                              "retargeting network; load stitching_retargeting_module or remove the blinks.")
-    composer = KeypointComposer(
+    lip = None if appearance.lip_ratio is None else appearance.lip_ratio.to(dev)
+    eye = None if appearance.eye_ratio is None else appearance.eye_ratio.to(dev)
+    return KeypointComposer(
         source=appearance.info.to(dev), reference=_on_device(reference_frame(motion), dev), options=options,
         retargeting=models.stitching, source_lip_ratio=lip, source_eye_ratio=eye,
     )
-    n = motion.n_frames
-    out = []
-    for start in range(0, n, KEYPOINT_CHUNK):
-        progress.check_cancel()
-        eye_delta = None
-        if blinks:
-            eye_open = motion.eye_open[start : start + KEYPOINT_CHUNK].to(dev, torch.float32)
-            eye_delta = blink_delta(models.stitching, composer.x_s, eye, eye_open)
-        frames = _on_device(motion_frames(motion, start, start + KEYPOINT_CHUNK), dev)
-        out.append(composer(frames, eye_delta=eye_delta).x_d.float().cpu())
-        progress.update(min(start + KEYPOINT_CHUNK, n), n)
-    return TargetKeypoints(x_d=torch.cat(out), x_s=composer.x_s.float().cpu(), options=options, fps=motion.fps,
-                           mode=appearance.mode)
+
+
+@torch.no_grad()
+def compose_keypoints(
+    models: LivePortraitModels, composer: KeypointComposer, appearance: Appearance, motion: MotionSequence,
+    start: int = 0, stop: int | None = None,
+) -> torch.Tensor:
+    """x_d (n, 21, 3) on the CPU of frames [start, stop) of ``motion``, blinks (its eye track) included."""
+    dev = models.device
+    eye_delta = None
+    if motion.eye_open is not None and appearance.eye_ratio is not None:
+        eye_open = motion.eye_open[start:stop].to(dev, torch.float32)
+        eye_delta = blink_delta(models.stitching, composer.x_s, appearance.eye_ratio.to(dev), eye_open)
+    frames = _on_device(motion_frames(motion, start, stop), dev)
+    return composer(frames, eye_delta=eye_delta).x_d.float().cpu()
 
 
 def _on_device(frames: MotionFrames, device: torch.device) -> MotionFrames:

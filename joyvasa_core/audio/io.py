@@ -51,7 +51,7 @@ def load_audio(source: Any, sample_rate: int | None = None) -> torch.Tensor:
     elif isinstance(source, (str, os.PathLike)):
         data, rate, what = _read_file(Path(source))
     elif isinstance(source, (np.ndarray, torch.Tensor)):
-        data, rate, what = _from_array(source, sample_rate, "audio array")
+        data, rate, what = raw_channels(source, sample_rate, "audio array")
     else:
         raise AudioInputError(
             f"audio input: unsupported type {type(source).__name__}; pass a file path, a numpy array / torch tensor "
@@ -82,10 +82,10 @@ def _from_comfy_dict(audio: Mapping, sample_rate: int | None) -> tuple[np.ndarra
             "{'waveform': (1, C, T) tensor, 'sample_rate': int}"
         )
     rate = audio.get("sample_rate", sample_rate)
-    return _from_array(audio["waveform"], rate, what)
+    return raw_channels(audio["waveform"], rate, what)
 
 
-def _from_array(array: np.ndarray | torch.Tensor, rate: Any, what: str) -> tuple[np.ndarray, float, str]:
+def raw_channels(array: np.ndarray | torch.Tensor, rate: Any, what: str) -> tuple[np.ndarray, float, str]:
     """Raw samples -> (channels, time) float32, plus the checked sample rate."""
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu()

@@ -224,10 +224,15 @@ def _check_waveform(waveform: torch.Tensor) -> torch.Tensor:
     return waveform
 
 
+def encode_chunk(model: MotionGenerator, chunk: torch.Tensor) -> torch.Tensor:
+    """Features (B, T, D) of one window of padded 16 kHz speech (B, 640*T), on the model's device and dtype: the one
+    place HuBERT runs, for the offline windows and the live session's steps alike."""
+    return model.encode_audio_window(chunk.to(device=model.device, dtype=model.dtype))[1]
+
+
 def _encode_window(model: MotionGenerator, waveform: torch.Tensor, plan: WindowPlan, index: int) -> torch.Tensor:
-    """Features (B, T, D) of window ``index`` on the model's device and dtype: the one place HuBERT runs."""
-    chunk = window_audio(waveform, plan, index).to(device=model.device, dtype=model.dtype)
-    return model.encode_audio_window(chunk)[1]
+    """Features (B, T, D) of window ``index`` of the padded speech."""
+    return encode_chunk(model, window_audio(waveform, plan, index))
 
 
 def audio_model_fingerprint(model: MotionGenerator) -> str:
@@ -291,37 +296,62 @@ def _check_window_features(features: torch.Tensor, plan: WindowPlan, batch: int,
     return features
 
 
-class _WindowSampler:
+@dataclass(frozen=True)
+class WindowContext:
+    """What a window is conditioned on besides its own audio: the last P motion frames (B, P, 73) and audio
+    features (B, P, D) before it (the model's learned start tokens before the first window)."""
+
+    motion: torch.Tensor
+    audio: torch.Tensor
+
+    @classmethod
+    def start(cls, model: MotionGenerator, batch: int = 1) -> WindowContext:
+        return cls(model.start_motion_feat.expand(batch, -1, -1), model.start_audio_feat.expand(batch, -1, -1))
+
+    def after(self, motion: torch.Tensor, audio: torch.Tensor, keep: int) -> WindowContext:
+        """The context of the window that starts ``keep`` frames into a window sampled from this one: the last P of
+        (this context, the window's first ``keep`` frames). ``keep`` = T is the offline stride; a live session keeps
+        fewer frames per step and slides by that."""
+        p = self.motion.shape[1]
+        if keep >= p:
+            return WindowContext(motion[:, keep - p : keep], audio[:, keep - p : keep])
+        return WindowContext(torch.cat([self.motion, motion[:, :keep]], dim=1)[:, -p:],
+                             torch.cat([self.audio, audio[:, :keep]], dim=1)[:, -p:])
+
+
+class WindowSampler:
     """Denoises one window at a time with classifier-free guidance: every window starts from the same x_T and is
-    conditioned on its audio features and the previous window's last motion frames and features."""
+    conditioned on its audio features and a :class:`WindowContext`. The one window step of the offline sampler and
+    of the live session (``joyvasa_core.motion.streaming``)."""
 
     def __init__(
-        self, model: MotionGenerator, scheduler: DDPMAncestralScheduler | DDIMScheduler, noise: NoiseStream,
-        cfg_scale: float, batch: int, n_windows: int, progress: Progress,
+        self, model: MotionGenerator, options: SamplingOptions, noise: NoiseStream, batch: int = 1,
+        n_windows: int | None = None, progress: Progress | None = None,
     ) -> None:
         cfg = model.config
         self.net = model.denoising_net
-        self.scheduler = scheduler
+        self.scheduler = make_scheduler(model, options)
         self.noise = noise
-        self.scale = cfg_scale
-        self.progress = progress
+        self.scale = float(options.cfg_scale)
+        self.progress = ensure_progress(progress)
         self.n_motions = cfg.n_motions
         self.device, self.dtype = model.device, model.dtype
         self.shape = (batch, cfg.n_motions, cfg.motion_feat_dim)
         self.x_T = noise.initial(self.shape).to(device=self.device, dtype=self.dtype)
         # cfg 1 needs only the conditional branch, cfg 0 only the unconditional one.
-        self.branches = ("cond",) if cfg_scale == 1.0 else ("uncond",) if cfg_scale == 0.0 else ("uncond", "cond")
+        self.branches = ("cond",) if self.scale == 1.0 else ("uncond",) if self.scale == 0.0 else ("uncond", "cond")
         self.null_audio = model.null_audio_feat.expand(batch, cfg.n_motions, -1)
-        self.total = n_windows * len(scheduler.timesteps)
+        self.total = None if n_windows is None else n_windows * len(self.scheduler.timesteps)
         self.done = 0
 
-    def __call__(self, audio_feat: torch.Tensor, prev_motion: torch.Tensor, prev_audio: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def __call__(self, audio_feat: torch.Tensor, context: WindowContext) -> torch.Tensor:
         """The window's normalised motion (B, T, 73)."""
         n_branches = len(self.branches)
         cond = {"uncond": self.null_audio, "cond": audio_feat}
-        prev_in = prev_motion.repeat(n_branches, 1, 1)
+        prev_in = context.motion.repeat(n_branches, 1, 1)
         memory = self.net.encode_memory(torch.cat([cond[b] for b in self.branches]),
-                                        prev_audio.repeat(n_branches, 1, 1))
+                                        context.audio.repeat(n_branches, 1, 1))
         x = self.x_T
         for t in self.scheduler.timesteps.tolist():
             self.progress.check_cancel()
@@ -334,7 +364,8 @@ class _WindowSampler:
                 x0 = out
             x = self.scheduler.step(x0, t, x, noise=None if z is None else z.to(device=self.device, dtype=self.dtype))
             self.done += 1
-            self.progress.update(self.done, self.total)
+            if self.total is not None:
+                self.progress.update(self.done, self.total)
         return x
 
 
@@ -363,10 +394,8 @@ def sample_coefficients(
     plan = plan_windows(n_samples, cfg.samples_per_frame, cfg.n_motions, options.leading_silence)
     if window_features is not None:
         window_features = _check_window_features(window_features, plan, batch, cfg.feature_dim)
-    sampler = _WindowSampler(model, make_scheduler(model, options), noise or NoiseStream(seed=options.seed),
-                             float(options.cfg_scale), batch, plan.n_windows, progress)
-    prev_motion = model.start_motion_feat.expand(batch, -1, -1)
-    prev_audio = model.start_audio_feat.expand(batch, -1, -1)
+    sampler = WindowSampler(model, options, noise or NoiseStream(seed=options.seed), batch, plan.n_windows, progress)
+    context = WindowContext.start(model, batch)
     pieces: list[torch.Tensor] = []
     for index in range(plan.n_windows):
         progress.check_cancel()
@@ -374,11 +403,10 @@ def sample_coefficients(
             audio_feat = _encode_window(model, waveform, plan, index)
         else:
             audio_feat = window_features[:, index].to(device=model.device, dtype=model.dtype).contiguous()
-        x = sampler(audio_feat, prev_motion, prev_audio)
+        x = sampler(audio_feat, context)
         if on_window is not None:
             on_window(index, x, audio_feat)
-        prev_motion = x[:, -cfg.n_prev_motions :]
-        prev_audio = audio_feat[:, -cfg.n_prev_motions :]
+        context = context.after(x, audio_feat, cfg.n_motions)
         keep = plan.last_window_frames if index == plan.n_windows - 1 else cfg.n_motions
         pieces.append(x[:, :keep].float().cpu())
     return torch.cat(pieces, dim=1)[:, plan.kept_frames(options.lag_compensation)]

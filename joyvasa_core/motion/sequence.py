@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..keypoints import rotation_matrix
-from .smoothing import PoseSmoothing
+from .smoothing import CausalPoseSmoother, PoseSmoothing
 from .template import POSE_SLICE, MotionTemplate, split_pose
 
 FRAME_FIELDS = ("coef", "pose_raw", "exp", "scale", "t", "pitch", "yaw", "roll", "R")
@@ -51,12 +51,13 @@ class MotionSequence:
         cls,
         coef: torch.Tensor,
         template: MotionTemplate,
-        smoothing: PoseSmoothing | None = None,
+        smoothing: PoseSmoothing | CausalPoseSmoother | None = None,
         fps: int = 25,
         seed: int | None = None,
         settings: dict[str, Any] | None = None,
     ) -> MotionSequence:
-        """De-normalise (N,73) frames with ``template`` and smooth the pose (exp stays raw, R from smoothed angles)."""
+        """De-normalise (N,73) frames with ``template`` and smooth the pose (exp stays raw, R from smoothed angles);
+        a :class:`CausalPoseSmoother` smooths them as the next frames of a stream."""
         coef = coef.detach().to("cpu", torch.float32)
         exp = template.denormalize(coef)["exp"]
         pose_raw = template.denormalize_pose(coef[:, POSE_SLICE])
@@ -65,7 +66,8 @@ class MotionSequence:
 
     @classmethod
     def _smoothed(
-        cls, coef: torch.Tensor, pose_raw: torch.Tensor, exp: torch.Tensor, smoothing: PoseSmoothing, *, fps: int,
+        cls, coef: torch.Tensor, pose_raw: torch.Tensor, exp: torch.Tensor,
+        smoothing: PoseSmoothing | CausalPoseSmoother, *, fps: int,
         seed: int | None, settings: dict[str, Any],
     ) -> MotionSequence:
         """The sequence with its pose smoothed by ``smoothing`` from ``pose_raw``; ``settings`` records how."""

@@ -84,3 +84,33 @@ def _moving_average(x: np.ndarray, size: int) -> np.ndarray:
     if n > size:
         out[:, size:] = (csum[:, size:] - csum[:, :-size]) / size
     return out
+
+
+class CausalPoseSmoother:
+    """:class:`PoseSmoothing` applied to a stream, chunk by chunk, with the same result as smoothing the whole
+    sequence at once: the EMA carries its last smoothed value (float64), median / moving average the raw frames
+    their window still needs. Its ``settings`` are the smoothing's, so a chunk's MotionSequence records them."""
+
+    def __init__(self, smoothing: PoseSmoothing) -> None:
+        self.smoothing = smoothing
+        self.carry: torch.Tensor | None = None  # (1, C) float64 for the EMA; (<= window - 1, C) raw frames otherwise
+
+    def settings(self) -> dict[str, object]:
+        return self.smoothing.settings()
+
+    def __call__(self, pose: torch.Tensor) -> torch.Tensor:
+        """Smooth the next (N, C) frames of the stream."""
+        method = self.smoothing.method
+        if method == "none" or pose.shape[0] == 0:
+            return pose.clone()
+        n = pose.shape[0]
+        if method == "ema":
+            values = pose.double() if self.carry is None else torch.cat([self.carry, pose.double()])
+            out = smooth_pose(values, method, alpha=self.smoothing.alpha)[-n:]
+            self.carry = out[-1:].clone()
+            return out.to(pose.dtype)
+        size = DEFAULT_WINDOWS[method] if self.smoothing.window is None else int(self.smoothing.window)
+        values = pose if self.carry is None else torch.cat([self.carry, pose.to(self.carry.dtype)])
+        out = smooth_pose(values, method, window=size)[-n:]
+        self.carry = values[-(size - 1) :].clone() if size > 1 else values[:0].clone()
+        return out.to(pose.dtype)

@@ -1,0 +1,7 @@
+"""Live: speech pushed while it arrives, frames out as they become final (``session.py``), with its figures
+(``stats.py``). The motion side is ``motion/streaming.py``; the file-driven command is ``cli_live.py``."""
+
+from .session import LiveFrame, LiveSession
+from .stats import LiveStats
+
+__all__ = ["LiveFrame", "LiveSession", "LiveStats"]

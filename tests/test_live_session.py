@@ -1,0 +1,156 @@
+"""The live session on the small networks, the real photo and real speech: frames come out while the speech is still
+pushed, in order, none missing or repeated; an idle gap keeps them coming at 25 fps with the model's own silence
+motion; and ``python -m joyvasa_core live --lookahead all`` writes the offline job's video, frame for frame."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from fixture_support import REPO, fixture_path
+from model_folders import write_joyvasa, write_liveportrait
+
+from joyvasa_core import cli
+from joyvasa_core.images import read_image
+from joyvasa_core.live import LiveSession
+from joyvasa_core.loading import load_models
+from joyvasa_core.motion.streaming import StreamOptions
+from joyvasa_core.pipeline import animate_options, prepare_face
+
+CLIP_SECONDS = 0.4  # of the fixture speech: 10 frames
+PIECE = 1280  # 80 ms pushes
+SHORT = StreamOptions(chunk_frames=3, lookahead=2)
+
+
+class FakeClock:
+    """A clock the test moves by hand, so an idle gap lasts exactly what the test says."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("live")
+    write_liveportrait(root / "models")
+    write_joyvasa(root / "models")
+    models = load_models(root / "models", device="cpu", dtype="fp32")
+    options = animate_options(sampling={"seed": 7})
+    image = read_image(fixture_path("astronaut.png"))
+    face = prepare_face(image, models.liveportrait, models.detector, options)
+    wave, rate = sf.read(str(fixture_path("speech_en_16k.wav")), dtype="float32")
+    speech = root / "speech.wav"
+    sf.write(str(speech), wave[: int(CLIP_SECONDS * rate)], rate, subtype="PCM_16")
+    return {"root": root, "models": models, "options": options, "face": face, "rate": rate,
+            "wave": wave[: int(CLIP_SECONDS * rate)], "speech": speech, "image": fixture_path("astronaut.png")}
+
+
+def frame_count(seconds_samples: int, rate: int) -> int:
+    """round(seconds x 25), halves up: the offline job's frame count."""
+    per_frame = rate // 25
+    return (seconds_samples + per_frame // 2) // per_frame
+
+
+def test_live_frames_before_the_last_push_in_order(setup):
+    """Look-ahead 2 frames: the first frame is out before the last piece is pushed; indices 0..N-1 exactly once;
+    uint8 RGB pictures of the pasted-back photo's size, each after its own speech."""
+    wave, rate = setup["wave"], setup["rate"]
+    pieces = [wave[lo : lo + PIECE] for lo in range(0, len(wave), PIECE)]
+    frames, first_at = [], None
+    with LiveSession(setup["models"], setup["face"], setup["options"], SHORT) as session:
+        for k, piece in enumerate(pieces):
+            for frame in session.push(piece, rate):
+                first_at = k if first_at is None else first_at
+                frames.append(frame)
+        frames += list(session.finish())
+        width, height = session.frame_size()
+        assert session.done
+    assert first_at is not None and first_at < len(pieces) - 1
+    assert [f.index for f in frames] == list(range(frame_count(len(wave), rate)))
+    assert (width, height) == (512, 512)  # the astronaut photo is 512 x 512, pasted back
+    for f in frames:
+        assert f.image.dtype == np.uint8 and f.image.shape == (height, width, 3)
+        assert f.latency >= 0
+    assert len({f.image.tobytes() for f in frames}) > 1, "the face must move"
+
+
+def test_live_idle_gap_keeps_25_fps_with_the_silence_motion(setup):
+    """Speech, one second nobody speaks (keep_alive on a clock), speech again: the gap gives 25 frames a second, and
+    the frames equal a session that was pushed the same silence as samples, so idle is the model's own silence
+    motion and the resumed speech continues it without a jump."""
+    wave, rate = setup["wave"], setup["rate"]
+    half = len(wave) // 2
+    clock = FakeClock()
+    idle = LiveSession(setup["models"], setup["face"], setup["options"], SHORT, render=False, clock=clock)
+    before = list(idle.push(wave[:half], rate))
+    clock.now += half / rate  # the speech took its own time to arrive
+    gap_frames = []
+    for _ in range(25):  # one second of serving-loop ticks, 40 ms apart
+        clock.now += 0.04
+        gap_frames += list(idle.keep_alive())
+    filled = idle.motion.n_speech - half
+    after = list(idle.push(wave[half:], rate)) + list(idle.finish())
+    assert abs(len(gap_frames) - 25) <= 8, f"{len(gap_frames)} frames in one idle second"
+    assert abs(filled / rate - 1.0) < 0.25
+    frames = before + gap_frames + after
+    assert [f.index for f in frames] == list(range(frame_count(len(wave) + filled, rate)))
+
+    pushed = LiveSession(setup["models"], setup["face"], setup["options"], SHORT, render=False)
+    same = list(pushed.push(wave[:half], rate)) + list(pushed.push(np.zeros(filled, np.float32), rate))
+    same += list(pushed.push(wave[half:], rate)) + list(pushed.finish())
+    assert torch.equal(torch.stack([f.keypoints for f in frames]), torch.stack([f.keypoints for f in same]))
+    idle.close()
+    pushed.close()
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2"}
+    cmd = [sys.executable, "-m", "joyvasa_core", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def decoded(path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def test_live_command_lookahead_all_is_the_offline_video(setup):
+    """``live --lookahead all`` and the single job, same seed and options: the same frame count, round(seconds x
+    25), the same pictures (up to the encoder), and the figures line with a zero keypoint RMSE against itself."""
+    common = ["--image", setup["image"], "--audio", setup["speech"], "--models", setup["root"] / "models",
+              "--no-download", "--device", "cpu", "--dtype", "fp32", "--seed", "7", "--quiet"]
+    live_out, offline_out = setup["root"] / "live.mp4", setup["root"] / "offline.mp4"
+    live = run_cli("live", *common, "--out", live_out, "--lookahead", "all", "--chunk-ms", "120",
+                   "--compare-offline")
+    assert live.returncode == 0, live.stderr
+    offline = run_cli(*common, "--out", offline_out)
+    assert offline.returncode == 0, offline.stderr
+    a, b = decoded(live_out), decoded(offline_out)
+    assert len(a) == len(b) == frame_count(len(setup["wave"]), setup["rate"])
+    assert np.abs(a.astype(np.int16) - b).mean() < 0.5
+    line = live.stdout.strip().splitlines()[-1]
+    assert f"{len(a)} frames" in line and "first frame" in line and "real-time factor" in line
+    assert "keypoint RMSE per frame vs look-ahead all: mean 0, worst 0" in line
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--motion", "m.safetensors"], "--motion: does not apply to live"),
+    (["--blinks", "on"], "--blinks: does not apply to live"),
+    (["--step-frames", "0"], "--step-frames 0"),
+    (["--chunk-ms", "0"], "--chunk-ms 0"),
+])
+def test_live_command_bad_options_exit_2(setup, capsys, extra, message):
+    code = cli.main(["live", "--image", str(setup["image"]), "--audio", str(setup["speech"]), "--out",
+                     str(setup["root"] / "bad.mp4"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (setup["root"] / "bad.mp4").exists()
