@@ -69,7 +69,7 @@ def _box(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not x,y,w,h (four numbers, e.g. 120,40,300,300)") from None
 
 
-def _add_job_options(p: argparse.ArgumentParser) -> None:
+def _add_job_options(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     """Inputs, models, output and the preset."""
     from .download import user_models_dir
     from .motion.sampler import CLI_CFG_SCALE as cli_cfg
@@ -84,7 +84,7 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action=argparse.BooleanOptionalAction,
                    help="download missing model files from the Hugging Face Hub into --models (HF_ENDPOINT, "
                         "HF_TOKEN and HF_HUB_OFFLINE are honoured) [--download]")
-    p.add_argument("--out", required=True, help="output .mp4 (written atomically)")
+    p.add_argument("--out", required=out_required, help="output .mp4 (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--animal", action="store_true", help="animal mode: animal weights, whole image, no stitching")
     p.add_argument("--preset", choices=PRESETS,
@@ -155,13 +155,15 @@ def _add_motion_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line's flags; their defaults are ``job.OPTION_DEFAULTS`` (one table for every front end)."""
+def build_parser(out_required: bool = True) -> argparse.ArgumentParser:
+    """The command line's flags; their defaults are ``job.OPTION_DEFAULTS`` (one table for every front end).
+    ``out_required`` False: the live page, whose frames go to viewers rather than a file."""
     p = OneLineParser(
         prog="python -m joyvasa_core",
         description="Make a portrait (or an animal face) talk from speech: JoyVASA motion + LivePortrait rendering.",
     )
-    for add in (_add_job_options, _add_sampling_and_render_options, _add_face_options, _add_motion_options):
+    _add_job_options(p, out_required)
+    for add in (_add_sampling_and_render_options, _add_face_options, _add_motion_options):
         add(p)
     p.set_defaults(**{k: v for k, v in OPTION_DEFAULTS.items() if k != "models"})
     return p

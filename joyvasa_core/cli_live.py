@@ -14,16 +14,22 @@ import argparse
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .audio import SAMPLE_RATE
 from .errors import JoyVASAError
+from .live.server import LiveLimits
 from .motion.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_LOOKAHEAD_FRAMES, StreamOptions
+
+if TYPE_CHECKING:
+    from .job import JobPlan
+    from .loading import ModelSet
 
 DEFAULT_CHUNK_MS = 200  # what a microphone page sends: 10 ms pieces are common, 200 ms keeps the loop cheap
 NOT_LIVE = ("motion", "motion_from_video", "head_from", "lips_from", "save_motion", "motion_preview",
             "export_template", "blinks")  # single-job options live does not take (blinks: a schedule over the clip)
-LIVE_OPTIONS = ("lookahead", "step_frames", "chunk_ms", "realtime", "compare_offline")
+LIVE_OPTIONS = ("lookahead", "step_frames", "chunk_ms", "realtime", "compare_offline", "host", "port",
+                "max_sessions")
 
 
 def _lookahead(text: str) -> int | None:
@@ -42,7 +48,7 @@ def build_live_parser() -> argparse.ArgumentParser:
     """The single job's parser, with the live options on top."""
     from .cli import build_parser
 
-    p = build_parser()
+    p = build_parser(out_required=False)
     p.prog = "python -m joyvasa_core live"
     p.description = ("Drive a live session from a speech file: frames come out while the speech is pushed in pieces; "
                      "prints the latency figures.")
@@ -54,6 +60,12 @@ def build_live_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=float, default=DEFAULT_CHUNK_MS, metavar="MS",
                    help=f"milliseconds of speech per push [{DEFAULT_CHUNK_MS}]")
     p.add_argument("--realtime", action="store_true", help="push like a microphone: one piece per --chunk-ms")
+    p.add_argument("--host", default="127.0.0.1", help="without --audio: the address the live page is served on; "
+                   "anything but 127.0.0.1/localhost opens it to the network (a warning is printed) [127.0.0.1]")
+    p.add_argument("--port", type=int, default=8765, help="without --audio: the live page's port [8765]")
+    p.add_argument("--max-sessions", type=int, default=LiveLimits().max_sessions,
+                   help=f"without --audio: viewers served at once, each with its own session "
+                        f"[{LiveLimits().max_sessions}]")
     p.add_argument("--compare-offline", action="store_true",
                    help="also sample the look-ahead 'all' motion and print the keypoint RMSE per frame against it")
     return p
@@ -98,6 +110,8 @@ def run_live(args: argparse.Namespace) -> int:
     from .video import VideoWriter
 
     _check_live_args(args)
+    if args.audio is None and args.image is not None:
+        return serve_page(args)
     job = _prepare(args)
     stream = StreamOptions(chunk_frames=args.step_frames, lookahead=args.lookahead)
     wave = job["wave"]
@@ -131,22 +145,61 @@ def _compare(job: dict[str, Any], face: Any, keypoints: Any) -> str:
     return f"; keypoint RMSE per frame vs look-ahead all: mean {mean:.4g}, worst {worst:.4g}"
 
 
+def serve_page(args: argparse.Namespace) -> int:
+    """No speech file: serve the live page on ``--host``/``--port``, a session per viewer, until Ctrl-C or SIGTERM."""
+    from pathlib import Path
+
+    from .job import plan_job, read_portrait
+    from .live.server import DEFAULT_SOURCE, LiveHub, serve
+    from .live.source import live_source
+    from .pipeline import prepare_face
+
+    if args.out is not None:
+        raise JoyVASAError(f"--out {args.out}: without --audio, live serves its page and writes no video; drop --out, "
+                           "or give --audio to drive the session from a file.")
+    if args.max_sessions < 1:
+        raise JoyVASAError(f"--max-sessions {args.max_sessions}: give at least 1 viewer at once.")
+    values = {k: v for k, v in vars(args).items() if k not in LIVE_OPTIONS}
+    plan = plan_job(values, speech_from_viewers=True)
+    image = read_portrait(plan)
+    models = _noted_models(plan, plan.notes, args.quiet)
+    face = prepare_face(image, models.liveportrait, models.detector, plan.options)
+    stream = StreamOptions(chunk_frames=args.step_frames, lookahead=args.lookahead)
+    source = live_source(lambda: models.liveportrait, lambda: models.motion_model, face, plan.options, stream,
+                         label=Path(plan.image).name)
+    hub = LiveHub(LiveLimits(max_sessions=args.max_sessions))
+    hub.offer(DEFAULT_SOURCE, source)
+    try:
+        serve(hub, args.host, args.port, announce=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a server is stopped
+        print("live page stopped", flush=True)
+    return 0
+
+
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """The single job's plan, file checks and model loading for the options that apply to live."""
-    from .job import check_job, load_job_models, plan_job
-    from .progress import TqdmFileProgress
+    from .job import check_job, plan_job
 
     values = {k: v for k, v in vars(args).items() if k not in LIVE_OPTIONS}
     plan = plan_job(values)
     if plan.audio is None:
         raise JoyVASAError("--audio missing: live needs the speech to push; give a speech file.")
     inputs = check_job(plan)
-    for note in inputs.notes:
+    models = _noted_models(plan, inputs.notes, args.quiet)
+    return {"models": models, "image": inputs.image, "wave": inputs.speech, "options": plan.options,
+            "out": inputs.outputs["out"], "crf": plan.crf, "overwrite": plan.overwrite}
+
+
+def _noted_models(plan: JobPlan, notes: tuple[str, ...], quiet: bool) -> ModelSet:
+    """Print the plan's notes, then fetch what is missing (a bar per file) and load its models."""
+    from .job import load_job_models
+    from .progress import TqdmFileProgress
+
+    for note in notes:
         print(f"note: {note}", file=sys.stderr, flush=True)
-    files_bar = TqdmFileProgress(not args.quiet)
+    files_bar = TqdmFileProgress(not quiet)
     try:
         models, _ = load_job_models(plan, files_bar)
     finally:
         files_bar.close()
-    return {"models": models, "image": inputs.image, "wave": inputs.speech, "options": plan.options,
-            "out": inputs.outputs["out"], "crf": plan.crf, "overwrite": plan.overwrite}
+    return models

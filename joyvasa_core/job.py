@@ -113,7 +113,7 @@ class JobPlan:
     """Every decision of one job, made from its options before any file is read or model loaded."""
 
     image: str
-    out: str
+    out: str | None  # None: the live page's plan, which writes nothing
     options: AnimateOptions
     sources: MotionSources
     blinks: BlinkOptions
@@ -199,19 +199,26 @@ def _animate_options(v: Mapping[str, Any]) -> AnimateOptions:
 
 def plan_job(
     values: Mapping[str, Any], words: Words = CLI, draw_seed: Callable[[], int] | None = None,
+    speech_from_viewers: bool = False,
 ) -> JobPlan:
     """The job described by ``values`` (command-line option names; missing ones take ``OPTION_DEFAULTS``), every
     option checked (``validate``), nothing read from disk. No seed: one is drawn (``draw_seed``) and kept in the
-    plan, so the run can be repeated."""
+    plan, so the run can be repeated. ``speech_from_viewers``: the live page's plan, whose speech comes from the
+    page's viewers as they speak: a portrait, no speech file and no output (``read_portrait`` is its file check)."""
     from .download import user_models_dir
     from .loading import resolve_device
     from .motion.blinks import BlinkOptions
 
-    v = _with_example(option_values(values))
-    if v["out"] is None:
+    v = option_values(values) if speech_from_viewers else _with_example(option_values(values))
+    if speech_from_viewers and v["image"] is None:
+        raise JoyVASAError(f"{words.name('image')} missing: give the portrait the live page animates.")
+    if v["out"] is None and not speech_from_viewers:
         raise JoyVASAError(f"{words.name('out')} missing: give the video file to write (.mp4).")
     device = resolve_device(v["device"])
-    notes = check_options({**v, "device_type": device.type}, words)
+    checked = {**v, "device_type": device.type}
+    if speech_from_viewers:
+        del checked["audio"]  # the viewers speak
+    notes = check_options(checked, words)
     if v["seed"] is None:
         v["seed"] = (draw_seed or (lambda: secrets.randbelow(SEED_DRAW_LIMIT)))()
     try:
@@ -219,7 +226,7 @@ def plan_job(
         blinks = BlinkOptions(mode=v["blinks"], rate=v["blink_rate"], seed=v["seed"] % 2**32)
     except (TypeError, ValueError) as exc:
         raise JoyVASAError(f"options: {exc}") from None
-    sources = MotionSources(expression_source(v), v["head_from"], v["lips_from"])
+    sources = MotionSources("speech" if speech_from_viewers else expression_source(v), v["head_from"], v["lips_from"])
     models = ModelsPlan(
         root=str(v["models"] if v["models"] is not None else user_models_dir()), animal=v["animal"],
         device=v["device"], dtype=v["dtype"], detector=v["detector"], detector_range=v["detector_range"],
@@ -227,7 +234,8 @@ def plan_job(
         face_detector=needs_face_detector(options, v["motion_from_video"] is not None),
     )
     return JobPlan(
-        image=str(v["image"]), out=str(v["out"]), options=options, sources=sources, blinks=blinks, models=models,
+        image=str(v["image"]), out=None if v["out"] is None else str(v["out"]), options=options, sources=sources,
+        blinks=blinks, models=models,
         seed=v["seed"], audio=v["audio"], motion=v["motion"], motion_from_video=v["motion_from_video"],
         save_motion=v["save_motion"], motion_preview=v["motion_preview"], export_template=v["export_template"],
         overwrite=v["overwrite"], crf=v["crf"], box=v["box"], steps=v["steps"], sampler=v["sampler"],
@@ -297,17 +305,13 @@ def check_job(plan: JobPlan) -> JobInputs:
     from .audio import SAMPLE_RATE
     from .audio.io import load_audio
     from .checkpoints.motion_file import read_motion_file
-    from .face.reference import check_image
-    from .images import read_image
     from .pipeline import output_size_estimate, speech_window_plan
     from .validate import check_free_space, estimate_video_bytes, speech_notes
     from .video import read_video
 
     w = plan.words
     inputs, outputs, notes = _check_files(plan)
-    image = read_image(inputs["image"], "image", w)
-    check_image(image)
-    check_options({"box": plan.box, "image_size": (image.shape[1], image.shape[0])}, w)
+    image = _portrait(inputs["image"], plan)
     with reading("audio", w):
         wave = load_audio(inputs["audio"]) if plan.audio else None
     with reading("motion", w):
@@ -327,6 +331,22 @@ def check_job(plan: JobPlan) -> JobInputs:
     check_free_space("out", outputs["out"], estimate_video_bytes(n_frames, width, height, plan.crf, seconds), w)
     return JobInputs(image=image, speech=wave, motion=motion, video=video, outputs=outputs, n_frames=n_frames,
                      notes=tuple(plan.notes) + tuple(notes))
+
+
+def read_portrait(plan: JobPlan) -> Any:
+    """The plan's portrait checked and read: the live page's one input file (it speaks through viewers)."""
+    return _portrait(check_input_file("image", plan.image, plan.words, "portrait image"), plan)
+
+
+def _portrait(path: Path, plan: JobPlan) -> Any:
+    """The photo read, not blank, and the crop box (if any) inside it."""
+    from .face.reference import check_image
+    from .images import read_image
+
+    image = read_image(path, "image", plan.words)
+    check_image(image)
+    check_options({"box": plan.box, "image_size": (image.shape[1], image.shape[0])}, plan.words)
+    return image
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Node registry: each module here is one stage's thin adapter over joyvasa_core (V1 classic API)."""
+"""Node registry: each module here is one stage's thin adapter over joyvasa_core (V1 classic API; JoyVASA Live is
+V3, which ComfyUI runs from the same table)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from .driving_template import JoyVASAExportDrivingTemplate, JoyVASALoadDrivingTe
 from .encode_audio import JoyVASAEncodeAudio
 from .extract_appearance import JoyVASAExtractAppearance
 from .folders import register_model_folders
+from .live import JoyVASALive
 from .load_reference_face import JoyVASALoadReferenceFace
 from .loaders import JoyVASAFaceDetectorLoader, JoyVASALivePortraitLoader, JoyVASAMotionModelLoader
 from .motion_blinks import JoyVASAAddBlinks
@@ -42,6 +44,7 @@ _NODES = (
     (JoyVASAMotionPreview, "JoyVASA Motion Preview"),
     (JoyVASAExportDrivingTemplate, "JoyVASA Export Driving Template"),
     (JoyVASALoadDrivingTemplate, "JoyVASA Load Driving Template"),
+    (JoyVASALive, "JoyVASA Live"),
     (JoyVASASampleMotion, "JoyVASA Sample Motion (old name)"),  # hidden (DEPRECATED): saved workflows still load
 )
 

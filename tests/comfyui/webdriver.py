@@ -37,7 +37,8 @@ def browser_tools() -> tuple[str | None, str | None]:
 class Browser:
     """One headless Chromium session with a fresh profile; use as a context manager."""
 
-    def __init__(self, port: int, timeout: float = 60.0, window: tuple[int, int] = (1400, 900)) -> None:
+    def __init__(self, port: int, timeout: float = 60.0, window: tuple[int, int] = (1400, 900),
+                 extra_args: tuple[str, ...] = ()) -> None:
         chromium, driver = browser_tools()
         if not (chromium and driver):
             raise FileNotFoundError("chromium and chromedriver are required (Debian: chromium chromium-driver)")
@@ -57,7 +58,7 @@ class Browser:
                     raise
                 time.sleep(0.1)
         options = {"binary": chromium, "args": [*CHROMIUM_ARGS, f"--window-size={window[0]},{window[1]}",
-                                        f"--user-data-dir={self.profile}"]}
+                                        f"--user-data-dir={self.profile}", *extra_args]}
         caps = {"browserName": "chrome", "goog:chromeOptions": options, "goog:loggingPrefs": {"browser": "ALL"}}
         try:
             self.session = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}})["sessionId"]
@@ -82,6 +83,16 @@ class Browser:
 
     def open(self, url: str) -> None:
         self._session("POST", "/url", {"url": url})
+
+    def click(self, css: str) -> None:
+        """Click an element as a user does (a trusted event: it may start audio or open the microphone)."""
+        found = self._session("POST", "/element", {"using": "css selector", "value": css})
+        self._session("POST", f"/element/{next(iter(found.values()))}/click", {})
+
+    def choose_file(self, css: str, path: Path) -> None:
+        """Pick ``path`` in an ``<input type=file>`` as a user does in the file dialog (its change event fires)."""
+        found = self._session("POST", "/element", {"using": "css selector", "value": css})
+        self._session("POST", f"/element/{next(iter(found.values()))}/value", {"text": str(path)})
 
     def js(self, script: str, *args):
         """Run a function body synchronously in the page (``return`` a JSON-able value)."""
@@ -133,6 +144,12 @@ class Browser:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def fake_microphone_args(wav: Path) -> tuple[str, ...]:
+    """Chromium flags that answer getUserMedia with ``wav`` played once as the microphone, without a prompt."""
+    return ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}%noloop", "--autoplay-policy=no-user-gesture-required")
 
 
 def require_browser(comfyui) -> None:

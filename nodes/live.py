@@ -1,0 +1,88 @@
+"""JoyVASA Live: offers the graph's models and face on ComfyUI's own server as a live page (``/joyvasa/live/``),
+where a browser streams the microphone and gets the talking face back (``joyvasa_core.live.server``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from comfy_api.latest import io
+from server import PromptServer
+
+from ..joyvasa_core.live.server import LiveHub, live_routes
+from ..joyvasa_core.live.source import (
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_LOOKAHEAD_FRAMES,
+    live_options,
+    live_source,
+    one_face,
+    source_name,
+)
+from .errors import node_errors
+from .memory import on_device
+
+DISPLAY = "JoyVASA Live"
+PREFIX = "/joyvasa"
+HUB = LiveHub()
+
+LivePortrait = io.Custom("JOYVASA_LIVEPORTRAIT")
+MotionModel = io.Custom("JOYVASA_MOTION_MODEL")
+Face = io.Custom("JOYVASA_FACE")
+
+
+def register_routes(routes: web.RouteTableDef) -> None:
+    """Adds the live page's routes to ComfyUI's route table (it serves them under ``/joyvasa`` and ``/api/joyvasa``)."""
+    for route in live_routes(HUB, PREFIX):
+        routes.route(route.method, route.path)(route.handler)
+
+
+class JoyVASALive(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JoyVASALive",
+            display_name=DISPLAY,
+            category="JoyVASA/live",
+            description=(
+                "Goes live: the face talks in the browser while you speak. Running the node offers the models and "
+                "the face on this ComfyUI server; its link opens the live page, where Start streams the microphone "
+                "(or a chosen speech file) and the face comes back as it is made, with its latency and fps. Each "
+                "browser tab gets its own session; running the node again with other inputs updates the source."
+            ),
+            is_output_node=True,
+            inputs=[
+                LivePortrait.Input("liveportrait", tooltip="The LivePortrait networks (LivePortrait Loader)."),
+                MotionModel.Input("motion_model", tooltip="The JoyVASA motion generator (Motion Generator Loader)."),
+                Face.Input("face", tooltip="The prepared face (Load Reference Face)."),
+                io.Int.Input("image_index", default=0, min=0, max=4095,
+                             tooltip="Which image of a batched reference talks."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             tooltip="Noise seed of the motion (each session starts from it)."),
+                io.Float.Input("cfg_scale", default=4.0, min=0.0, max=20.0, step=0.1,
+                               tooltip="Audio guidance: 4.0 (web demo) for humans, 2.8 the command line's."),
+                io.Int.Input("chunk_frames", default=DEFAULT_CHUNK_FRAMES, min=1, max=100,
+                             tooltip="Motion frames made final per step (25 = 1 s): fewer answer sooner, more "
+                                     "cost less per second of speech."),
+                io.Int.Input("lookahead_frames", default=DEFAULT_LOOKAHEAD_FRAMES, min=0, max=100,
+                             tooltip="Speech (in 40 ms frames) a step waits for past the frames it makes final: "
+                                     "shorter answers sooner, longer follows the offline result more closely."),
+                io.Boolean.Input("paste_back", default=True,
+                                 tooltip="Paste the face back into the whole photo (off: the 512x512 crop)."),
+            ],
+            hidden=[io.Hidden.unique_id],
+        )
+
+    @classmethod
+    def execute(cls, liveportrait, motion_model, face, image_index, seed, cfg_scale, chunk_frames,
+                lookahead_frames, paste_back) -> io.NodeOutput:
+        with node_errors(DISPLAY):
+            name = source_name(str(cls.hidden.unique_id))
+            options, stream = live_options(face, seed, cfg_scale, paste_back, chunk_frames, lookahead_frames)
+            talking = one_face(face, on_device(liveportrait), image_index)
+            source = live_source(lambda: on_device(liveportrait), lambda: on_device(motion_model), talking, options,
+                                 stream, label=DISPLAY)
+            HUB.offer(name, source)
+            path = f"{PREFIX}/live/?source={name}"
+            return io.NodeOutput(ui={"text": [path], "joyvasa_live": [{"path": path, "source": name}]})
+
+
+if getattr(PromptServer, "instance", None) is not None:  # None when the pack is imported outside a running server
+    register_routes(PromptServer.instance.routes)
