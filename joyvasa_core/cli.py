@@ -16,18 +16,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import JoyVASAError
 from .job import BLINK_MODES, DETECTORS, DTYPES, MOTION_SOURCES, OPTION_DEFAULTS, PRESETS, SAMPLERS
+from .partials import remove_live_partials
 
 EXIT_USER_ERROR = 2
 EXIT_CANCELLED = 130
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+STOP_GRACE_SECONDS = 3.0  # how long a stop signal waits for the main thread's own clean-up
 
 
 class Stopped(KeyboardInterrupt):
@@ -38,9 +42,26 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+def _watch_stops(read_fd: int, grace: float, done: threading.Event) -> None:
+    """A thread that sees each signal as it arrives (the wakeup fd), even while the main thread is inside one long
+    native call (fp16 convolutions on a CPU take tens of seconds) where Python cannot run its handler. If the main
+    thread has not finished ``grace`` seconds after a stop signal, the partial files go and the process ends with the
+    signal's exit code."""
+    stops = {int(s) for s in STOP_SIGNALS} | {int(signal.SIGINT)}
+    with open(read_fd, "rb", buffering=0) as pipe:
+        while (data := pipe.read(1)) and data[0] not in stops:
+            pass
+    if not data or done.wait(grace):
+        return
+    remove_live_partials()
+    os.write(2, f"\nstopped by {signal.Signals(data[0]).name}; no video was written.\n".encode())
+    os._exit(128 + data[0])
+
+
 @contextlib.contextmanager
-def stop_cleanly_on_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP (what ``timeout``, job schedulers and a closed terminal send) into ``Stopped``."""
+def stop_cleanly_on_signals(grace: float = STOP_GRACE_SECONDS) -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP (what ``timeout``, job schedulers and a closed terminal send) into ``Stopped``; a stop the
+    main thread cannot take within ``grace`` seconds is finished by a watcher thread (``_watch_stops``)."""
 
     def handler(signum: int, frame: Any) -> None:
         for sig in STOP_SIGNALS:  # a second signal must not interrupt the clean-up
@@ -48,9 +69,17 @@ def stop_cleanly_on_signals() -> Iterator[None]:
         raise Stopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    done = threading.Event()
+    threading.Thread(target=_watch_stops, args=(read_fd, grace, done), name="joyvasa-stop-watch", daemon=True).start()
     try:
         yield
     finally:
+        done.set()
+        signal.set_wakeup_fd(old_fd)
+        os.close(write_fd)  # the watcher reads the end of the pipe and returns
         for sig, old in previous.items():
             signal.signal(sig, old)
 

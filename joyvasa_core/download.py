@@ -10,6 +10,7 @@ interrupted or corrupt download never leaves a file where the loaders look. ``HF
 
 from __future__ import annotations
 
+import errno
 import inspect
 import os
 import shutil
@@ -45,6 +46,7 @@ SHARED_FOLDERS: tuple[tuple[str, str], ...] = (
 )
 STAGING_PREFIX = ".joyvasa-download-"
 _TRUE = {"1", "on", "yes", "true"}
+MODEL_FILE_EXTS = (".pth", ".pt", ".safetensors", ".pkl", ".onnx", ".json")  # what a broken link is looked for on
 
 
 class DownloadError(CheckpointError):
@@ -168,7 +170,7 @@ def _size(n: int) -> str:
 
 
 def missing_error(root: Path, files: list[ModelFile], reason: str, notes: dict[str, str] | None = None,
-                  ) -> DownloadError:
+                  cli_reason: str | None = None) -> DownloadError:
     """One message: why nothing was fetched, then each file with its folder, approximate size and URL (one line
     per file for the nodes' dialog; the same on one line, after ``--models``, for the command line)."""
     notes = notes or {}
@@ -182,7 +184,8 @@ def missing_error(root: Path, files: list[ModelFile], reason: str, notes: dict[s
                      f"{f.url(base)}{note}")
     fix = "Put each file in its folder (or fix the cause and run again)"
     node = "\n".join([f"{head}. {fix}:"] + [f"  {item}" for item in items])
-    return DownloadError(node, cli=f"--models {head}. {fix}: " + "; ".join(items))
+    cli_head = head if cli_reason is None else head[: -len(reason)] + cli_reason
+    return DownloadError(node, cli=f"--models {cli_head}. {fix}: " + "; ".join(items))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -300,6 +303,27 @@ def _fetch(file: ModelFile, staging: Path, bytes_: _ByteReport) -> Path:
     return path
 
 
+def _refuse_broken_links(root: Path, depth: int = 3) -> None:
+    """A model file that is a symbolic link to itself or to nothing is not "missing": say what it is. Looks at the
+    model files (weights, templates, detectors) up to ``depth`` folders under ``root``, where the loaders look."""
+    base = len(root.parts)
+    for folder, dirs, names in os.walk(root):
+        if len(Path(folder).parts) - base >= depth:
+            dirs[:] = []
+        for name in names:
+            path = Path(folder, name)
+            if path.suffix.lower() not in MODEL_FILE_EXTS or not path.is_symlink():
+                continue
+            try:
+                os.stat(path)
+            except OSError as exc:
+                what = "a loop of links (it points to itself)" if exc.errno == errno.ELOOP else \
+                    f"a link to {os.readlink(path)}, which does not exist"
+                fix = "delete the link or point it at the real file"
+                raise DownloadError(f"model file {path}: is {what}; {fix}.",
+                                    cli=f"--models {root}: {path.relative_to(root)} is {what}; {fix}.") from None
+
+
 def download_missing(
     models_dir: str | os.PathLike,
     features: Iterable[str],
@@ -311,12 +335,17 @@ def download_missing(
     offline setting, an unreachable hub or a file that fails its checks; files already fetched in the same call
     stay (they passed the checks). A cancel raised by ``progress`` propagates and leaves no partial file."""
     root = Path(models_dir).expanduser().absolute()
+    if root.exists() and not root.is_dir():
+        raise DownloadError(f"models folder {root}: is a file, not a folder; give the folder holding liveportrait/ "
+                            "and joyvasa/.", cli=f"--models {root}: is a file, not a folder; give the folder holding "
+                            "liveportrait/ and joyvasa/ (ComfyUI's models folder works).")
     files = missing_files(root, list(features))
     if not files:
         return []
+    _refuse_broken_links(root)
     if not allow:
-        raise missing_error(root, files, "downloads are turned off (choose 'download missing files' in the loader, "
-                                         "or drop --no-download)")
+        raise missing_error(root, files, "downloads are turned off (choose 'download missing files' in the loader)",
+                            cli_reason="downloads are turned off (drop --no-download to fetch them)")
     if offline():
         raise missing_error(root, files, "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set; unset it to download")
     sizes, problems, unreachable = _probe(files)

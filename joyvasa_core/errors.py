@@ -36,3 +36,7 @@ class OptionError(JoyVASAError, ValueError):
 
 class Cancelled(JoyVASAError):
     """The caller asked to stop (ComfyUI interrupt, Ctrl-C on the command line)."""
+
+
+class MotionError(JoyVASAError, ValueError):
+    """A motion that cannot be rendered: values that are not finite (NaN, Inf) or more frames than the limit."""

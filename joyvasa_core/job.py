@@ -30,6 +30,7 @@ from .validate import (
     Output,
     Words,
     check_input_file,
+    check_input_folder,
     check_options,
     check_outputs,
     expression_source,
@@ -281,6 +282,7 @@ def _check_files(plan: JobPlan) -> tuple[dict[str, Path | None], dict[str, Path]
     from .partials import remove_stale_partials
 
     w = plan.words
+    check_input_folder("models", plan.models.root, w, "models folder holding liveportrait/ and joyvasa/")
     inputs = {
         "image": check_input_file("image", plan.image, w, "portrait image"),
         "audio": check_input_file("audio", plan.audio, w, "speech file") if plan.audio else None,
@@ -306,7 +308,7 @@ def check_job(plan: JobPlan) -> JobInputs:
     from .audio.io import load_audio
     from .checkpoints.motion_file import read_motion_file
     from .pipeline import output_size_estimate, speech_window_plan
-    from .validate import check_free_space, estimate_video_bytes, speech_notes
+    from .validate import check_frames, check_free_space, estimate_motion_bytes, estimate_video_bytes, speech_notes
     from .video import read_video
 
     w = plan.words
@@ -327,8 +329,13 @@ def check_job(plan: JobPlan) -> JobInputs:
         n_frames = speech_window_plan(wave.shape[-1], plan.options.sampling.leading_silence).n_frames
     else:
         n_frames = len(video[0])
+    source = {"speech": "audio", "motion": "motion", "video": "motion_from_video"}[plan.sources.expression]
+    check_frames(n_frames, f"{w.name(source)} {inputs[source]}: the video")
     width, height = output_size_estimate(image.shape, plan.pastes_back)
     check_free_space("out", outputs["out"], estimate_video_bytes(n_frames, width, height, plan.crf, seconds), w)
+    for key, template in (("save_motion", False), ("export_template", True)):
+        if outputs.get(key) is not None:
+            check_free_space(key, outputs[key], estimate_motion_bytes(n_frames, template), w, "the motion")
     return JobInputs(image=image, speech=wave, motion=motion, video=video, outputs=outputs, n_frames=n_frames,
                      notes=tuple(plan.notes) + tuple(notes))
 

@@ -211,6 +211,9 @@ def find_liveportrait_files(root: str | os.PathLike, variant: str = "human") -> 
     never mix). Missing files raise a CheckpointError that names the files expected and the folders searched.
     """
     base = Path(root).expanduser()
+    if base.exists() and not base.is_dir():
+        raise CheckpointError(f"models folder {base}: is a file, not a folder. Pass --models with the folder holding "
+                              "liveportrait/ and joyvasa/ (ComfyUI's models folder works).")
     if not base.is_dir():
         raise CheckpointError(f"models folder {base}: no such folder. Pass --models with the folder holding "
                               "liveportrait/ and joyvasa/ (ComfyUI's models folder works).")

@@ -17,6 +17,36 @@ TAG = "joyvasa-partial"
 _PARTIAL_RE = re.compile(rf"^\..+\.{TAG}-(\d+)(\.[^.]+)?$")
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it, once, at import)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file; some writers (safetensors) make theirs 0600
+_LIVE: set[Path] = set()  # partial files this process is writing now
+
+
+def track(partial: Path) -> None:
+    """Remember a partial file being written, so a forced stop can remove it (see :func:`remove_live_partials`)."""
+    _LIVE.add(Path(partial))
+
+
+def untrack(partial: Path) -> None:
+    _LIVE.discard(Path(partial))
+
+
+def remove_live_partials() -> None:
+    """Delete every partial file this process is writing: for a stop that cannot wait for the ``finally`` blocks
+    (the main thread stuck in one long native call)."""
+    for partial in list(_LIVE):
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+
+
 def partial_path(final: str | os.PathLike, pid: int | None = None) -> Path:
     """The hidden name ``final`` is written under by process ``pid`` (this one by default)."""
     p = Path(final)
@@ -62,8 +92,11 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """Yield the partial path to write ``final`` under; on success it is renamed over ``final`` in one step, on any
     error (interrupt included) it is removed, so ``final`` is complete or untouched."""
     partial = partial_path(final)
+    track(partial)
     try:
         yield partial
+        os.chmod(partial, FILE_MODE)
         os.replace(partial, final)
     finally:
         partial.unlink(missing_ok=True)
+        untrack(partial)

@@ -28,7 +28,7 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .audio.io import load_audio
-from .errors import AudioInputError, FaceInputError
+from .errors import AudioInputError, FaceInputError, MotionError
 from .face.crop import limited_size
 from .face.driving import driving_crops
 from .face.pasteback import PasteBack, PictureArea
@@ -46,9 +46,10 @@ from .motion.sampler import (
     generate_motion,
     plan_windows,
 )
-from .motion.sequence import MotionSequence
+from .motion.sequence import MotionSequence, non_finite_fields
 from .progress import Progress, ensure_progress
 from .types import Appearance, LivePortraitModels, MotionModel, Speech, TargetKeypoints
+from .validate import check_frames, estimate_video_bytes, require_numbers
 from .video import VideoFile, VideoWriter
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def keypoint_options(
     features switched: None keeps the preset's, and so does a ``driving_multiplier`` of 0 (1.0 web, 1.10 cli)."""
     if preset not in KEYPOINT_PRESETS:
         raise ValueError(f"keypoint options: preset must be one of {KEYPOINT_PRESETS}, got {preset!r}")
+    require_numbers({"driving_multiplier": driving_multiplier})
     animal = preset == "animal" or (preset == "auto" and face_mode == "animal")
     changes: dict[str, Any] = {
         "relative_adjustments": relative_adjustments, "stitching": stitching, "normalize_lip": normalize_lip,
@@ -259,6 +261,7 @@ def prepare_speech(
         plan = plan_windows(int(wave.shape[-1]), old.samples_per_frame, old.window_frames, leading_silence)
     else:
         plan = speech_window_plan(int(wave.shape[-1]), leading_silence, motion_model)
+    check_frames(plan.n_frames, "prepare speech: the speech")
     wave = wave.float().cpu()
     if motion_model is None:
         if previous is not None and previous.plan == plan:
@@ -481,6 +484,15 @@ def paste_back_into_photo(
     return PasteBack(face.image, face.crop.M_c2o, crop_size=crop_size)
 
 
+def check_renderable(keypoints: TargetKeypoints) -> None:
+    """The last gate before pixels: at most an hour of frames, and every keypoint a number (a NaN renders black)."""
+    check_frames(keypoints.n_frames, "render: the video")
+    bad = non_finite_fields({"keypoints": keypoints.x_d, "source keypoints": keypoints.x_s})
+    if bad:
+        raise MotionError(f"render: the target keypoints hold NaN or Inf ({bad}); the motion or the face they were "
+                          "computed from is broken, so nothing is rendered.")
+
+
 @torch.no_grad()
 def render_frames(
     models: LivePortraitModels, appearance: Appearance, keypoints: TargetKeypoints,
@@ -496,6 +508,7 @@ def render_frames(
     one chunk after it was rendered; a consumer that writes video should use ``VideoWriter``, which encodes in a
     thread of its own.
     """
+    check_renderable(keypoints)
     progress = ensure_progress(progress)
     dev = models.device
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
@@ -563,10 +576,22 @@ def render_video(
 ) -> VideoFile:
     """Render straight into an H.264 + AAC mp4, chunk by chunk: memory holds one chunk of frames, however long the
     clip. ``audio`` is the 16 kHz mono speech to mux (None: a silent video). The file appears only when complete."""
+    check_renderable(keypoints)
     with VideoWriter(path, fps=keypoints.fps, crf=crf, audio=audio, overwrite=overwrite) as writer:
         for chunk in render_frames(models, appearance, keypoints, paste_back, batch_size, progress, as_uint8=True):
             writer.write(chunk)
     return VideoFile(path=writer.path, n_frames=writer.n_frames, fps=keypoints.fps, size=writer.size)
+
+
+def estimate_render_bytes(
+    models: LivePortraitModels, keypoints: TargetKeypoints, paste_back: PasteBack | None, crf: int = 18,
+    audio: torch.Tensor | None = None,
+) -> int:
+    """About how big :func:`render_video`'s mp4 will be (``audio``: its 16 kHz speech), to refuse a write the disk
+    cannot hold before it starts."""
+    width, height = _frame_size(models, paste_back)
+    seconds = 0.0 if audio is None else audio.shape[-1] / SAMPLE_RATE
+    return estimate_video_bytes(keypoints.n_frames, width, height, crf, seconds)
 
 
 def warp_and_render(

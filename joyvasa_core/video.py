@@ -26,8 +26,8 @@ import torch
 
 from .audio import SAMPLE_RATE
 from .errors import JoyVASAError
-from .partials import partial_path, remove_stale_partials
-from .validate import VIDEO_EXTS, Output, check_outputs
+from .partials import partial_path, remove_stale_partials, track, untrack
+from .validate import MAX_FRAMES, VIDEO_EXTS, Output, check_outputs
 
 
 class OutputFileError(JoyVASAError, OSError):
@@ -118,6 +118,7 @@ class VideoWriter:
         remove_stale_partials(self.path.parent)
         self.tmp = partial_path(self.path)
         self.tmp.touch()  # the muxer creates its file only with the first packet; the name is ours from now on
+        track(self.tmp)
         self._container = None
         self._video = None
         self._astream = None
@@ -247,6 +248,7 @@ class VideoWriter:
                 raise OutputFileError(f"output {self.path} appeared while rendering; the result was not saved over "
                                       "it. Pass --overwrite or choose another name.")
             os.replace(self.tmp, self.path)
+            untrack(self.tmp)
         except BaseException as exc:
             self.abort()
             if isinstance(exc, OSError) and exc.errno in DISK_FULL:
@@ -268,6 +270,7 @@ class VideoWriter:
             self.tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        untrack(self.tmp)
 
     def __enter__(self) -> VideoWriter:
         return self
@@ -279,8 +282,9 @@ class VideoWriter:
             self.abort()
 
 
-def read_video(path: str | os.PathLike, max_frames: int = 100_000) -> tuple[np.ndarray, float]:
-    """Every frame of a video file as (N, H, W, 3) uint8 RGB, and its frame rate; clear errors for bad files."""
+def read_video(path: str | os.PathLike, max_frames: int = MAX_FRAMES) -> tuple[np.ndarray, float]:
+    """Every frame of a video file as (N, H, W, 3) uint8 RGB, and its frame rate; clear errors for bad files. A video
+    longer than ``max_frames`` (an hour at 25 fps) is refused from its header before a frame is decoded."""
     import av
 
     p = Path(path).expanduser()
@@ -292,6 +296,10 @@ def read_video(path: str | os.PathLike, max_frames: int = 100_000) -> tuple[np.n
                 raise JoyVASAError(f"driving video {p}: holds no video stream; give a video file (mp4, mov, mkv...).")
             stream = container.streams.video[0]
             rate = float(stream.average_rate or stream.guessed_rate or 25)
+            stated = stream.frames or int((container.duration or 0) / 1_000_000 * rate)
+            if stated > max_frames:
+                raise JoyVASAError(f"driving video {p}: {stated} frames ({stated / rate / 3600:.1f} hours); the "
+                                   f"limit is {max_frames} frames: trim it first.")
             frames = []
             for frame in container.decode(video=0):
                 frames.append(frame.to_ndarray(format="rgb24"))

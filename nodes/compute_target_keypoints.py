@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..joyvasa_core.keypoints import REGIONS
 from ..joyvasa_core.pipeline import KEYPOINT_PRESETS, compute_target_keypoints, keypoint_options
+from ..joyvasa_core.validate import bounds
 from .errors import node_errors
 from .memory import on_device
 from .progress import ComfyProgress
@@ -46,7 +47,7 @@ class JoyVASAComputeTargetKeypoints:
                               "pasted back into the photo."}),
                 "lip_normalization": (SWITCH, {"default": "preset", "tooltip": "Close an open-mouthed source first, "
                                       "so the speech opens it."}),
-                "driving_multiplier": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 4.0, "step": 0.01,
+                "driving_multiplier": ("FLOAT", {"default": 0.0, **bounds("driving_multiplier"), "step": 0.01,
                                        "tooltip": "How strongly the face moves: above 1 livelier lips and "
                                        "expressions, below 1 calmer. 0 keeps the preset's (1.0 for web, 1.1 for "
                                        "cli)."}),

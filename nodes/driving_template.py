@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..joyvasa_core.checkpoints.driving_template import read_driving_template, write_driving_template
+from ..joyvasa_core.validate import estimate_motion_bytes
 from .errors import node_errors
 from .folders import TEMPLATE_EXTS, check_user_file, list_user_files, output_file, user_file, user_file_fingerprint
 
@@ -27,7 +28,8 @@ class JoyVASAExportDrivingTemplate:
 
     def export(self, motion, filename_prefix):
         with node_errors("JoyVASA Export Driving Template"):
-            path, entry = output_file(filename_prefix, ".pkl", "JoyVASA/driving")
+            path, entry = output_file(filename_prefix, ".pkl", "JoyVASA/driving",
+                                      needed=estimate_motion_bytes(motion.n_frames, template=True))
             write_driving_template(motion, path)  # complete under its name or not at all
             return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 

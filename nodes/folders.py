@@ -6,8 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import folder_paths
+
+from ..joyvasa_core.validate import NODE, check_free_space, check_output_name, output_prefix, short_path
 
 JOYVASA = "joyvasa"
 LIVEPORTRAIT = "liveportrait"
@@ -124,15 +127,24 @@ def user_file_fingerprint(name: str) -> str:
     return hashlib.sha256(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()
 
 
-def output_file(filename_prefix: str, suffix: str, example: str) -> tuple[str, dict]:
-    """A new numbered file under output/ for ``filename_prefix``: its path and the UI entry that names it; a prefix
-    that leaves output/ is refused."""
+def output_file(
+    filename_prefix: str, suffix: str, example: str, kind: str = "output", needed: int = 0,
+) -> tuple[str, dict]:
+    """A new numbered file under output/ (or temp/) for ``filename_prefix`` (empty: ``example``): its path and the
+    UI entry that names it. Refused before anything is written: a prefix that leaves the folder, a name too long for
+    it (its partial file included), something not a file already there, and ``needed`` bytes the disk lacks."""
     from .errors import NodeError
 
-    out_dir = folder_paths.get_output_directory()
-    if os.path.isabs(filename_prefix) or not inside(os.path.join(out_dir, filename_prefix), out_dir):
-        raise NodeError(f"filename_prefix {filename_prefix!r} points outside output/; use a relative path such as "
+    root = folder_paths.get_output_directory() if kind == "output" else folder_paths.get_temp_directory()
+    prefix = output_prefix(filename_prefix, example)
+    if os.path.isabs(prefix) or not inside(os.path.join(root, prefix), root):
+        raise NodeError(f"filename_prefix {short_path(prefix)!r} points outside {kind}/; use a relative path such as "
                         f"{example}.")
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+    check_output_name("filename_prefix", Path(root, prefix + "_00001_" + suffix))
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, root)
     filename = f"{name}_{counter:05}_{suffix}"
-    return os.path.join(folder, filename), {"filename": filename, "subfolder": subfolder, "type": "output"}
+    path = Path(folder, filename)
+    check_output_name("filename_prefix", path)
+    os.makedirs(folder, exist_ok=True)
+    check_free_space("filename_prefix", path, needed, NODE, f"the {suffix.lstrip('.')} file")
+    return str(path), {"filename": filename, "subfolder": subfolder, "type": kind}

@@ -16,6 +16,7 @@ from ..joyvasa_core.live.source import (
     one_face,
     source_name,
 )
+from ..joyvasa_core.validate import CLI_CFG_SCALE, WEB_CFG_SCALE, bounds
 from .errors import node_errors
 from .memory import on_device
 
@@ -54,10 +55,11 @@ class JoyVASALive(io.ComfyNode):
                 Face.Input("face", tooltip="The prepared face (Load Reference Face)."),
                 io.Int.Input("image_index", default=0, min=0, max=4095,
                              tooltip="Which image of a batched reference talks."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                io.Int.Input("seed", default=0, **bounds("seed"),
                              tooltip="Noise seed of the motion (each session starts from it)."),
-                io.Float.Input("cfg_scale", default=4.0, min=0.0, max=20.0, step=0.1,
-                               tooltip="Audio guidance: 4.0 (web demo) for humans, 2.8 the command line's."),
+                io.Float.Input("cfg_scale", default=WEB_CFG_SCALE, **bounds("cfg_scale"), step=0.1,
+                               tooltip=f"Audio guidance: {WEB_CFG_SCALE} (web demo) for humans, {CLI_CFG_SCALE} "
+                                       "the command line's."),
                 io.Int.Input("chunk_frames", default=DEFAULT_CHUNK_FRAMES, min=1, max=100,
                              tooltip="Motion frames made final per step (25 = 1 s): fewer answer sooner, more "
                                      "cost less per second of speech."),

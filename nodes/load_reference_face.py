@@ -7,6 +7,7 @@ import logging
 from ..joyvasa_core.face.reference import CROP_MODES, ReferenceOptions, loader_mask
 from ..joyvasa_core.face.select import FACE_ORDERS
 from ..joyvasa_core.pipeline import crop_previews, load_reference_face, reference_box
+from ..joyvasa_core.validate import bounds
 from .errors import node_errors
 
 DISPLAY = "JoyVASA Load Reference Face"
@@ -42,7 +43,7 @@ class JoyVASALoadReferenceFace:
                 "crop": (CROPS, {"default": "auto", "tooltip": "What the networks see: auto, the detected face, a box, "
                          "a mask's box, the whole picture undistorted (whole) or squeezed to a square like the "
                          "reference (squeeze)."}),
-                "face_index": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "Which face, in face_order, "
+                "face_index": ("INT", {"default": 0, **bounds("face_index"), "tooltip": "Which face, in face_order, "
                                "when the photo holds several."}),
                 "face_order": (list(FACE_ORDERS), {"default": "largest"}),
                 "scale": ("FLOAT", {"default": 2.3, "min": 1.0, "max": 4.0, "step": 0.05, "tooltip": "Crop size "
@@ -55,13 +56,13 @@ class JoyVASALoadReferenceFace:
                           "composite a cut-out over white/black."}),
             },
             "optional": {
-                "box_x": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: left "
+                "box_x": ("INT", {**BOX_ONLY, "default": 0, **bounds("box_side"), "tooltip": "crop box: left "
                           "edge of the region to animate, in image pixels."}),
-                "box_y": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: top "
+                "box_y": ("INT", {**BOX_ONLY, "default": 0, **bounds("box_side"), "tooltip": "crop box: top "
                           "edge of the region, in image pixels."}),
-                "box_w": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region "
+                "box_w": ("INT", {**BOX_ONLY, "default": 0, **bounds("box_side"), "tooltip": "crop box: region "
                           "width in pixels (head and some hair: the crop is the square around it)."}),
-                "box_h": ("INT", {**BOX_ONLY, "default": 0, "min": 0, "max": 16384, "tooltip": "crop box: region "
+                "box_h": ("INT", {**BOX_ONLY, "default": 0, **bounds("box_side"), "tooltip": "crop box: region "
                           "height in pixels."}),
                 "face_detector": ("JOYVASA_FACE_DETECTOR",),
                 "mask": ("MASK", {"tooltip": "Non-zero on the subject: crop to its box (crop auto or mask)."}),

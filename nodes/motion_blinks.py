@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..joyvasa_core.motion.blinks import BLINK_MODES, BlinkOptions, apply_blinks
+from ..joyvasa_core.validate import bounds
 from .errors import node_errors
 
 
@@ -23,12 +24,12 @@ class JoyVASAAddBlinks:
                 "motion": ("JOYVASA_MOTION", {"tooltip": "The motion to add blinks to."}),
                 "mode": (list(BLINK_MODES), {"default": "if_none", "tooltip": "off: openness only; on: add blinks; "
                          "if_none: add them when the eye keypoints show none."}),
-                "rate": ("FLOAT", {"default": 15.0, "min": 0.0, "max": 120.0, "step": 0.5, "tooltip": "Blinks per "
+                "rate": ("FLOAT", {"default": 15.0, **bounds("blink_rate"), "step": 0.5, "tooltip": "Blinks per "
                          "minute on average (people: 15-20)."}),
-                "duration": ("FLOAT", {"default": 0.25, "min": 0.04, "max": 2.0, "step": 0.01, "tooltip": "Seconds "
+                "duration": ("FLOAT", {"default": 0.25, **bounds("blink_duration"), "step": 0.01, "tooltip": "Seconds "
                              "from open to closed to open."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF, "tooltip": "Same seed, same blinks."}),
-                "openness": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05, "tooltip": "Eye "
+                "openness": ("FLOAT", {"default": 1.0, **bounds("openness"), "step": 0.05, "tooltip": "Eye "
                              "opening between blinks: 1 = the portrait's own."}),
             }
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..joyvasa_core.motion.edit import FIT_MODES, crossfade, mix, offset_pose, scale_parts
 from ..joyvasa_core.pipeline import fit_motion
+from ..joyvasa_core.validate import bounds
 from .errors import node_errors
 
 MOTION = ("JOYVASA_MOTION",)
@@ -16,11 +17,11 @@ FIT_TIP = ("How a shorter head/lips motion fills the expression motion's length:
 
 
 def _multiplier(tip: str) -> tuple:
-    return ("FLOAT", {"default": 1.0, "min": 0.0, "max": 5.0, "step": 0.05, "tooltip": tip})
+    return ("FLOAT", {"default": 1.0, **bounds("multiplier"), "step": 0.05, "tooltip": tip})
 
 
 def _degrees(tip: str) -> tuple:
-    return ("FLOAT", {"default": 0.0, "min": -90.0, "max": 90.0, "step": 0.5, "tooltip": tip})
+    return ("FLOAT", {"default": 0.0, **bounds("pose_offset"), "step": 0.5, "tooltip": tip})
 
 
 class JoyVASAMixMotion:
@@ -95,10 +96,10 @@ class JoyVASAFitMotion:
         return {
             "required": {
                 "motion": _motion("The motion to trim and fit."),
-                "start": ("INT", {"default": 0, "min": 0, "max": 10_000_000, "tooltip": "First frame kept."}),
-                "stop": ("INT", {"default": 0, "min": 0, "max": 10_000_000, "tooltip": "Frame after the last kept "
+                "start": ("INT", {"default": 0, **bounds("length"), "tooltip": "First frame kept."}),
+                "stop": ("INT", {"default": 0, **bounds("length"), "tooltip": "Frame after the last kept "
                          "(0 = to the end)."}),
-                "length": ("INT", {"default": 0, "min": 0, "max": 10_000_000, "tooltip": "Frames out (0 = the "
+                "length": ("INT", {"default": 0, **bounds("length"), "tooltip": "Frames out (0 = the "
                            "trimmed length)."}),
                 "mode": (list(FIT_MODES), {"default": "loop", "tooltip": "How to reach a longer length."}),
             }
@@ -124,7 +125,7 @@ class JoyVASACrossfadeMotion:
             "required": {
                 "first": _motion("Plays first; its lips rule how the result is composed."),
                 "second": _motion("Plays after the overlap."),
-                "frames": ("INT", {"default": 12, "min": 0, "max": 100_000, "tooltip": "Overlap in frames "
+                "frames": ("INT", {"default": 12, **bounds("length"), "tooltip": "Overlap in frames "
                            "(0 = a cut)."}),
             }
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..joyvasa_core.pipeline import motion_from_video
+from ..joyvasa_core.validate import bounds
 from .errors import node_errors
 from .progress import ComfyProgress
 
@@ -27,7 +28,7 @@ class JoyVASAMotionFromVideo:
                         "frame rate (rounded to whole frames per second)."}),
                 "crop": ("BOOLEAN", {"default": True, "tooltip": "Crop around the face (off: the frames already show "
                          "just the face, resized to 256)."}),
-                "batch_size": ("INT", {"default": 16, "min": 1, "max": 512, "tooltip": "Frames per motion-extractor "
+                "batch_size": ("INT", {"default": 16, **bounds("batch_size"), "tooltip": "Frames per motion-extractor "
                                "pass."}),
             },
             "optional": {"face_detector": ("JOYVASA_FACE_DETECTOR", {"tooltip": "Default: the bundled one."})},

@@ -29,7 +29,7 @@ class JoyVASASaveMotion:
 
     def save(self, motion, filename_prefix):
         with node_errors("JoyVASA Save Motion"):
-            final, entry = output_file(filename_prefix, SUFFIX, "JoyVASA/motion")
+            final, entry = output_file(filename_prefix, SUFFIX, "JoyVASA/motion", needed=motion.nbytes)
             write_motion_sequence(motion, final)
             return {"ui": {"motion": [entry], "text": [f"{entry['filename']}: {motion!r}"]}, "result": ()}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..joyvasa_core.motion.sampler import CLI_CFG_SCALE, SCHEDULERS, WEB_CFG_SCALE, SamplingOptions, steps_control
 from ..joyvasa_core.motion.smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS
 from ..joyvasa_core.pipeline import prepare_speech, sample_motion
-from ..joyvasa_core.validate import validate_inputs
+from ..joyvasa_core.validate import bounds, validate_inputs
 from .errors import node_errors
 from .memory import on_device
 from .progress import ComfyProgress
@@ -32,22 +32,22 @@ class JoyVASASampleMotionDiffusion:
             "required": {
                 "motion_model": ("JOYVASA_MOTION_MODEL",),
                 "audio_features": ("JOYVASA_AUDIO_FEATURES",),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
+                "seed": ("INT", {"default": 0, **bounds("seed"), "control_after_generate": True,
                                   "tooltip": "Another seed gives another performance of the same speech: other "
                                   "head moves and expressions, the lips in sync either way."}),
-                "cfg_scale": ("FLOAT", {"default": WEB_CFG_SCALE, "min": 0.0, "max": 20.0, "step": 0.1, "round": 0.01,
+                "cfg_scale": ("FLOAT", {"default": WEB_CFG_SCALE, **bounds("cfg_scale"), "step": 0.1, "round": 0.01,
                               "tooltip": "How closely the mouth follows the speech: higher gives crisper, wider lip "
                               f"shapes, lower calmer ones ({WEB_CFG_SCALE} as the web demo, {CLI_CFG_SCALE} as the "
                               "command line)."}),
                 "sampler": (list(SCHEDULERS), {"default": "ddpm", "tooltip": "ddpm: every denoising step, the "
                             "reference's result; ddim: only 'steps' of them, faster, the lips a little less precise."}),
-                "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "How many denoising steps ddim "
+                "steps": ("INT", {"default": 50, **bounds("steps"), "tooltip": "How many denoising steps ddim "
                           "takes: fewer is faster, the lips less precise (at most the model's, 50 for the released "
                           "one). Shown only for ddim: ddpm always takes all of them.",
                           "shown_when": {"sampler": [s for s in SCHEDULERS if steps_control(s, 1) is not None]}}),
                 "smoothing": (list(SMOOTHING_METHODS), {"default": "ema", "tooltip": "Head-pose smoothing (the "
                               "reference uses an EMA)."}),
-                "smoothing_alpha": ("FLOAT", {"default": DEFAULT_EMA_ALPHA, "min": 0.001, "max": 1.0, "step": 0.001,
+                "smoothing_alpha": ("FLOAT", {"default": DEFAULT_EMA_ALPHA, **bounds("smoothing_alpha"), "step": 0.001,
                                     "tooltip": "EMA weight of the new frame (smaller = smoother)."}),
                 "leading_silence": ("BOOLEAN", {"default": True, "tooltip": "Pad 80 ms of silence before the speech "
                                     "(the reference) so the first syllable gets a mouth opening."}),
@@ -59,10 +59,11 @@ class JoyVASASampleMotionDiffusion:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, seed, cfg_scale, sampler, steps):
-        """The shared option checks, before the prompt runs (a linked input arrives as None and is skipped)."""
-        return validate_inputs({"seed": seed, "cfg_scale": cfg_scale, "sampler": sampler,
-                                "steps": steps_control(sampler, steps)})
+    def VALIDATE_INPUTS(cls, cfg_scale):
+        """cfg_scale's range and finiteness (ComfyUI's own min/max check lets NaN through, and this hook switches it
+        off for cfg_scale). Only cfg_scale is taken, so a bad value is reported under its own widget; the other
+        numbers get ComfyUI's check with the same table's bounds."""
+        return validate_inputs({"cfg_scale": cfg_scale})
 
     def sample(self, motion_model, audio_features, seed, cfg_scale, sampler, steps, smoothing, smoothing_alpha,
                leading_silence, lag_compensation):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..joyvasa_core.pipeline import silent_audio, warp_and_render
+from ..joyvasa_core.validate import bounds
 from .errors import node_errors
 from .memory import on_device
 from .progress import ComfyProgress
@@ -15,7 +16,7 @@ RENDER_INPUTS = {
     "keypoints": ("JOYVASA_KEYPOINTS",),
     "paste_back": ("BOOLEAN", {"default": True, "tooltip": "Frames at the photo's size: the animated face put back "
                    "into the photo (needs stitching), or a whole-image crop's picture; off: the 512x512 crop."}),
-    "batch_size": ("INT", {"default": 1, "min": 1, "max": 256, "tooltip": "Frames per network pass: 1 is fastest "
+    "batch_size": ("INT", {"default": 1, **bounds("batch_size"), "tooltip": "Frames per network pass: 1 is fastest "
                    "on a CPU, 8 or more on a GPU (more memory)."}),
     "image_index": ("INT", {"default": 0, "min": 0, "max": 4095, "tooltip": "The reference image to paste into (the "
                     "one given to Extract Appearance)."}),

@@ -5,7 +5,9 @@ the ones where a signal or a real disk limit matters run the real command in a s
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import resource
 import shutil
 import signal
@@ -21,8 +23,10 @@ import soundfile as sf
 import torch
 from fixture_support import REPO, fixture_path
 from model_folders import write_joyvasa, write_liveportrait
+from safetensors.torch import save_file
 
 from joyvasa_core import cli
+from joyvasa_core.checkpoints.driving_template import template_dict
 from joyvasa_core.checkpoints.motion_sequence import write_motion_sequence
 from joyvasa_core.loading import load_motion_model
 from joyvasa_core.motion.sampler import SamplingOptions
@@ -77,7 +81,20 @@ def job(tmp_path_factory) -> dict[str, Path]:
     two = {k: getattr(motion, k)[:2] for k in FRAME_FIELDS}
     write_motion_sequence(MotionSequence(**two, fps=motion.fps, seed=motion.seed, settings=motion.settings),
                           root / "motion2.safetensors")
-    return {"root": root, "models": models, "speech": speech, "image": image, "broken": broken}
+    nan = {k: getattr(motion, k).contiguous() for k in FRAME_FIELDS}
+    nan["exp"] = torch.full_like(nan["exp"], float("nan"))  # what --cfg-scale 1e308 used to save
+    save_file(nan, str(root / "nan.safetensors"), metadata={"json": json.dumps({"format": "joyvasa_motion",
+                                                                                "settings": motion.settings})})
+    raw = template_dict(motion)
+    raw["motion"][3]["t"][0, 1] = float("nan")
+    (root / "nan.pkl").write_bytes(pickle.dumps(raw))
+    os.mkfifo(root / "pipe.mp4")
+    linked = root / "linked_models"
+    shutil.copytree(models, linked)
+    looped = linked / "liveportrait" / "base_models" / "warping_module.pth"
+    looped.unlink()
+    looped.symlink_to(looped.name)
+    return {"root": root, "models": models, "speech": speech, "image": image, "broken": broken, "linked": linked}
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -103,8 +120,8 @@ CASES = [
     ("seed-negative", lambda j: ["--seed", "-1"], ["--seed -1", "not wrapped"]),
     ("crf-above-51", lambda j: ["--crf", "52"], ["--crf 52", "0 to 51"]),
     ("crf-negative", lambda j: ["--crf", "-1"], ["--crf -1", "0 to 51"]),
-    ("cfg-negative", lambda j: ["--cfg-scale", "-0.5"], ["--cfg-scale -0.5", "0.0 or more"]),
-    ("batch-size-0", lambda j: ["--batch-size", "0"], ["--batch-size 0", "1 or more"]),
+    ("cfg-negative", lambda j: ["--cfg-scale", "-0.5"], ["--cfg-scale -0.5", "0.0 to 20.0"]),
+    ("batch-size-0", lambda j: ["--batch-size", "0"], ["--batch-size 0", "1 to 512"]),
     ("face-index-negative", lambda j: ["--face-index", "-1"], ["--face-index -1"]),
     ("box-three-numbers", lambda j: ["--box", "1,2,3"], ["--box 1,2,3", "x,y,w,h"]),
     ("box-empty", lambda j: ["--box", "10,10,0,50"], ["--box 10,10,0,50", "positive width"]),
@@ -130,7 +147,25 @@ CASES = [
     ("audio-silent", lambda j: _args(j, **{"--audio": R(j, "silent.wav")}), ["--audio", "silent"]),
     ("audio-missing", lambda j: _args(j, **{"--audio": R(j, "nobody.wav")}), ["--audio", "no such file"]),
     ("models-missing", lambda j: _args(j, **{"--models": R(j, "nowhere")}) + ["--no-download"],
-     ["--models", "no such folder", "downloads are turned off"]),
+     ["--models", "no such folder", "downloads are turned off (drop --no-download"]),
+    ("models-is-a-file", lambda j: _args(j, **{"--models": R(j, "portrait.png")}), ["--models", "is a file, not a "
+                                                                                    "folder"]),
+    ("model-file-links-to-itself", lambda j: _args(j, **{"--models": j["linked"]}) + ["--no-download"],
+     ["--models", "warping_module.pth is a loop of links"]),
+    ("cfg-scale-1e308", lambda j: ["--cfg-scale", "1e308"], ["--cfg-scale 1e+308: out of range", "0.0 to 20.0"]),
+    ("cfg-scale-nan", lambda j: ["--cfg-scale", "nan"], ["--cfg-scale nan: out of range"]),
+    ("ddim-steps-5000", lambda j: ["--sampler", "ddim", "--steps", "5000"], ["--steps 5000: out of range", "1000"]),
+    ("blink-rate-500", lambda j: ["--blinks", "on", "--blink-rate", "500"], ["--blink-rate 500.0", "0.0 to 120.0"]),
+    ("out-name-300-bytes", lambda j: _args(j, **{"--out": R(j, "a" * 300 + ".mp4")}),
+     ["--out", "...", "304 bytes", "at most 255"]),
+    ("out-name-235-bytes", lambda j: _args(j, **{"--out": R(j, "a" * 231 + ".mp4")}),
+     ["--out", "235 bytes", "partial file"]),
+    ("out-is-dev-full", lambda j: _args(j, **{"--out": "/dev/full"}), ["--out /dev/full: is a device"]),
+    ("out-is-a-fifo", lambda j: _args(j, **{"--out": R(j, "pipe.mp4")}) + ["--overwrite"], ["--out", "is a fifo"]),
+    ("box-mostly-off-the-photo", lambda j: ["--box", "10,10,1e9,1e9"], ["--box 10,10,1e+09,1e+09", "mostly outside"]),
+    ("motion-of-nan", lambda j: ["--motion", R(j, "nan.safetensors")],
+     ["--motion", "NaN or Inf (exp in", "(made by scheduler ddpm"]),
+    ("template-of-nan", lambda j: ["--motion", R(j, "nan.pkl")], ["--motion", "nan.pkl", "holds NaN or Inf"]),
     ("models-empty", lambda j: _args(j, **{"--models": R(j, "folder")}) + ["--no-download"],
      ["--models", "appearance_feature_extractor", "/Kijai/LivePortrait_safetensors/resolve/main/"]),
     ("box-outside-the-image", lambda j: ["--box", "5000,5000,100,100"], ["--box 5000,5000,100,100", "outside"]),
@@ -273,3 +308,13 @@ def test_full_disk_while_writing_is_one_line(tmp_path, job):
     assert res.returncode == 2, res.stderr
     assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: the disk filled up"), res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_box_over_the_edge_is_clipped_with_a_note(tmp_path, job):
+    out = tmp_path / "talking.mp4"
+    proc = subprocess.run(_render_cmd(job, out, motion="motion2.safetensors") + ["--box", "200,200,400,400"],
+                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: the box was clipped to the 512x512 image: 200,200,312,312 (61% of it was on the image)" in \
+        proc.stderr.splitlines(), proc.stderr
+    assert sorted(tmp_path.iterdir()) == [out] and out.stat().st_size > 0

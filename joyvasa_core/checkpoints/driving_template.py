@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MotionError
 from ..keypoints import rotation_angles
 from ..motion.blinks import eye_open_from_ratios
 from ..motion.edit import motion_from_pose
 from ..motion.sequence import MotionSequence
 from ..partials import atomic_path
+from ..validate import frames_problem
 from .joyvasa import NumpyUnpickler
 from .motion_sequence import FILE_FORMAT
 
@@ -136,6 +137,8 @@ def motion_from_template(raw: Any, source: str = "driving template") -> MotionSe
     n = len(frames)
     if n == 0:
         raise CheckpointError(f"driving template {source}: the 'motion' list is empty; {_FIX}.")
+    if frames_problem(n, "it"):
+        raise CheckpointError(f"driving template {source}: {frames_problem(n, 'it')}")
     stated = raw.get("n_frames", n)
     if not isinstance(stated, (int, np.integer)) or int(stated) != n:
         raise CheckpointError(f"driving template {source}: n_frames says {stated!r} but 'motion' holds {n} frames; "
@@ -195,4 +198,7 @@ def read_driving_template(path: str | os.PathLike) -> MotionSequence:
     size = p.stat().st_size
     if size > MAX_BYTES:
         raise CheckpointError(f"driving template {p}: {size} bytes is far too large for a driving template.")
-    return motion_from_template(_unpickle(p.read_bytes(), str(p)), str(p))
+    try:
+        return motion_from_template(_unpickle(p.read_bytes(), str(p)), str(p))
+    except MotionError as exc:
+        raise CheckpointError(f"driving template {p}: {exc}") from None

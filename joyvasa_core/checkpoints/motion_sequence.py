@@ -11,9 +11,10 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, MotionError
 from ..motion.sequence import FRAME_FIELDS, OPTIONAL_FIELDS, MotionSequence
 from ..partials import atomic_path
+from ..validate import frames_problem
 
 FILE_FORMAT = "joyvasa_motion"
 FILE_VERSION = 1
@@ -38,9 +39,13 @@ def read_motion_sequence(path: str | os.PathLike) -> MotionSequence:
     try:
         with safe_open(str(path), "pt") as f:
             raw = (f.metadata() or {}).get("json")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            frames = max((f.get_slice(k).get_shape()[:1] or [0])[0] for k in f.keys()) if f.keys() else 0
+            too_long = frames_problem(frames, "the motion")  # measured from the header, before any tensor is read
+            tensors = {} if too_long else {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise CheckpointError(f"motion file: {path} is not a safetensors file ({exc})") from exc
+    if too_long:
+        raise CheckpointError(f"motion file: {path}: {too_long}")
     meta = json.loads(raw) if raw else {}
     if meta.get("format") != FILE_FORMAT:
         raise CheckpointError(
@@ -53,4 +58,7 @@ def read_motion_sequence(path: str | os.PathLike) -> MotionSequence:
     known = {f.name for f in fields(MotionSequence)}
     extra = {k: meta[k] for k in ("fps", "seed", "settings") if k in known and k in meta}
     optional = {k: tensors[k] for k in OPTIONAL_FIELDS if k in tensors}
-    return MotionSequence(**{k: tensors[k] for k in FRAME_FIELDS}, **optional, **extra)
+    try:  # the motion checks itself: frame counts, finite values
+        return MotionSequence(**{k: tensors[k] for k in FRAME_FIELDS}, **optional, **extra)
+    except MotionError as exc:
+        raise MotionError(f"motion file: {path}: {exc}") from None

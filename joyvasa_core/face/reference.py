@@ -17,12 +17,14 @@ default squeezes it; its animal detector, X-Pose, needs a CUDA extension), or a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..errors import FaceInputError
+from ..validate import box_on_image, box_problem
 from .crop import CropConfig, FaceCrop, crop_face, crop_from_box, limited_size, resize_to_limit, whole_image_crop
 from .detectors.base import DetectedFace, FaceDetector
 from .ratios import FaceRatios, face_ratios
@@ -233,8 +235,11 @@ def _validate(opts: ReferenceOptions) -> None:
         raise FaceInputError(f"reference crop: dsize must be at least 64 (got {opts.dsize}).")
 
 
-def _user_box(opts: ReferenceOptions, mask: Any, in_w: int, in_h: int, mode: str, what: str) -> tuple[float, ...]:
-    """The box (x0, y0, x1, y1) of crop mode ``box`` or ``mask``, in the input image's pixels."""
+def _user_box(
+    opts: ReferenceOptions, mask: Any, in_w: int, in_h: int, mode: str, what: str
+) -> tuple[tuple[float, ...], str | None]:
+    """The box (x0, y0, x1, y1) of crop mode ``box`` or ``mask``, in the input image's pixels, clipped to the image,
+    and the note that says so (a box mostly off the image is refused)."""
     if mode == "mask":
         if mask is None:
             raise FaceInputError(f"{what}: crop mode 'mask' needs a mask the size of the image.")
@@ -244,18 +249,19 @@ def _user_box(opts: ReferenceOptions, mask: Any, in_w: int, in_h: int, mode: str
                 f"{what}: the mask has shape {tuple(m.shape)} but the image is {in_w}x{in_h}; give an (H, W) "
                 "mask of the same size."
             )
-        return _bbox_of_mask(m, what)
+        return _bbox_of_mask(m, what), None
     if opts.box is None:
         raise FaceInputError(f"{what}: crop mode 'box' needs a box (x0, y0, x1, y1) in image pixels.")
     x0, y0, x1, y1 = (float(v) for v in opts.box)
-    if not (x1 > x0 and y1 > y0) or x1 <= 0 or y1 <= 0 or x0 >= in_w or y0 >= in_h:
+    cli_box = f"--box {x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g}"
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or not (x1 > x0 and y1 > y0):
         raise FaceInputError(
-            f"{what}: the box {list(opts.box)} is empty or outside the {in_w}x{in_h} image; "
-            "give (x0, y0, x1, y1) with x0 < x1, y0 < y1 inside the image.",
-            cli=f"--box {x0:g},{y0:g},{x1 - x0:g},{y1 - y0:g}: the box is outside the {in_w}x{in_h} image; "
-                "give x,y,w,h of the face inside it.",
-        )
-    return x0, y0, x1, y1
+            f"{what}: the box {list(opts.box)} is empty; give (x0, y0, x1, y1) with x0 < x1, y0 < y1 inside the "
+            "image.", cli=f"{cli_box}: the box is empty; give x,y,w,h with a positive width and height.")
+    refusal, note = box_problem((x0, y0, x1, y1), in_w, in_h)
+    if refusal:
+        raise FaceInputError(f"{what}: box {list(opts.box)}: {refusal}", cli=f"{cli_box}: {refusal}")
+    return box_on_image((x0, y0, x1, y1), in_w, in_h)[0], note
 
 
 def _crop_box(img: np.ndarray, box: tuple[float, ...], opts: ReferenceOptions, mode: str, what: str) -> FaceCrop:
@@ -320,7 +326,8 @@ def _prepare_one(image, mask, detector: FaceDetector | None, opts: ReferenceOpti
     mode = crop_mode(opts)
     face: DetectedFace | None = None
     if mode in ("box", "mask"):
-        x0, y0, x1, y1 = _user_box(opts, mask, in_w, in_h, mode, what)
+        (x0, y0, x1, y1), clipped = _user_box(opts, mask, in_w, in_h, mode, what)
+        notes += (clipped,) if clipped else ()
         fx, fy = lim_w / in_w, lim_h / in_h
         crop = _crop_box(img, (x0 * fx, y0 * fy, x1 * fx, y1 * fy), opts, mode, what)
     elif mode in WHOLE_CROPS:

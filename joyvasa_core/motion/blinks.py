@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..keypoints import EYE_KEYPOINTS, Retargeting, eye_retarget_delta
+from ..validate import ROWS, require_numbers
 from .openings import eye_opening
 from .sequence import MotionSequence
 
@@ -46,12 +47,7 @@ class BlinkOptions:
     def __post_init__(self) -> None:
         if self.mode not in BLINK_MODES:
             raise ValueError(f"blinks: mode must be one of {BLINK_MODES}, got {self.mode!r}")
-        if not 0.0 <= self.rate <= 120.0:
-            raise ValueError(f"blinks: rate must be 0-120 per minute, got {self.rate}")
-        if not 0.04 <= self.duration <= 2.0:
-            raise ValueError(f"blinks: duration must be 0.04-2 s, got {self.duration}")
-        if not 0.0 <= self.openness <= 2.0:
-            raise ValueError(f"blinks: openness must be 0-2, got {self.openness}")
+        require_numbers({"rate": self.rate, "duration": self.duration, "openness": self.openness}, ROWS)
 
 
 def eye_open_from_ratios(ratios: np.ndarray) -> np.ndarray:

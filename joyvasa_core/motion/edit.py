@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..keypoints import LIP_KEYPOINTS, MotionFrames, rotation_matrix
+from ..validate import ROWS, check_frames, require_numbers
 from .sequence import FRAME_FIELDS, MotionSequence
 
 FIT_MODES = ("loop", "pingpong", "hold")
@@ -99,6 +100,7 @@ def _rebuild(motion: MotionSequence, values: dict[str, Any], settings: dict[str,
 
 def take(motion: MotionSequence, index: torch.Tensor, what: str, fps: int | None = None) -> MotionSequence:
     """Frames ``index`` (a 1-D index tensor, repeats allowed) with every per-frame field, ``coef`` included."""
+    check_frames(int(index.numel()), f"{what.split('(')[0]} motion: the result")
     index = index.to(torch.long)
     values = {k: getattr(motion, k)[index] for k in FRAME_FIELDS}
     eye = None if motion.eye_open is None else motion.eye_open[index]
@@ -137,6 +139,7 @@ def fit_length(motion: MotionSequence, n_frames: int, mode: str = "loop") -> Mot
     """The motion cut or extended to ``n_frames`` (see :func:`fit_indices`)."""
     if n_frames == motion.n_frames:
         return motion
+    check_frames(int(n_frames), "fit motion: the length")
     return take(motion, fit_indices(motion.n_frames, int(n_frames), mode), f"fit({n_frames},{mode})")
 
 
@@ -196,6 +199,8 @@ def scale_parts(
 ) -> MotionSequence:
     """Each part's deviation from frame 0 times its multiplier; ``lips`` applies to the lip rows on top of
     ``expression``. Multipliers of 1 leave the part bit-identical (R is only recomputed when rotation changes)."""
+    require_numbers({"head_rotation": rotation, "translation": translation, "scale": scale, "expression": expression,
+                     "lips": lips}, ROWS)
     values: dict[str, Any] = {}
 
     def around_first(x: torch.Tensor, k: float) -> torch.Tensor:
@@ -224,6 +229,7 @@ def scale_parts(
 
 def offset_pose(motion: MotionSequence, pitch: float = 0.0, yaw: float = 0.0, roll: float = 0.0) -> MotionSequence:
     """Turn the whole clip by constant angles (degrees); see the module docstring for why frame 0 turns too."""
+    require_numbers({"pitch": pitch, "yaw": yaw, "roll": roll}, ROWS)
     if pitch == yaw == roll == 0.0:
         return motion
     offset = torch.tensor([pitch, yaw, roll], dtype=torch.float32)

@@ -21,19 +21,18 @@ from typing import Any
 
 import torch
 
-from ..errors import AudioInputError
+from ..errors import AudioInputError, MotionError
 from ..progress import Progress, ensure_progress
+from ..validate import CLI_CFG_SCALE, WEB_CFG_SCALE, require_numbers
 from .generator import MotionGenerator
 from .schedulers import DDIMScheduler, DDPMAncestralScheduler
-from .sequence import MotionSequence
+from .sequence import MotionSequence, non_finite_fields
 from .smoothing import DEFAULT_EMA_ALPHA, SMOOTHING_METHODS, PoseSmoothing
 from .template import MotionTemplate
 
 LEADING_PAD_FRAMES = 2  # 1280 samples of silence before the speech (reference commit 8617607)
 TRAILING_PAD_FRAMES = 1  # 640 samples after it
 SCHEDULERS = ("ddpm", "ddim")
-WEB_CFG_SCALE = 4.0  # the reference web demo's guidance (its published results, humans and animals)
-CLI_CFG_SCALE = 2.8  # the reference command line's
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,8 @@ class SamplingOptions:
             raise ValueError(f"motion sampling: scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.smoothing not in SMOOTHING_METHODS:
             raise ValueError(f"motion sampling: smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}")
-        if not math.isfinite(self.cfg_scale):
-            raise ValueError(f"motion sampling: cfg_scale must be finite, got {self.cfg_scale}")
+        require_numbers({"cfg_scale": self.cfg_scale, "steps": self.num_steps, "seed": self.seed,
+                         "smoothing_alpha": self.smoothing_alpha})
 
 
 def steps_control(scheduler: str, steps: int | None) -> int | None:
@@ -412,6 +411,20 @@ def sample_coefficients(
     return torch.cat(pieces, dim=1)[:, plan.kept_frames(options.lag_compensation)]
 
 
+def _check_finite(coef: torch.Tensor, options: SamplingOptions, steps: int) -> None:
+    """The sampler's output must be numbers: NaN or Inf (huge guidance, broken weights) is named with the settings
+    that made it, before it becomes a black face."""
+    bad = non_finite_fields({"motion": coef.reshape(-1, coef.shape[-1])})
+    if not bad:
+        return
+    made = f"{options.scheduler} {steps} steps, seed {options.seed}"
+    tail = (f"it cannot be rendered; lower the guidance ({CLI_CFG_SCALE}-{WEB_CFG_SCALE} is the model's) or check "
+            "the motion checkpoint (a NaN in its weights does this).")
+    raise MotionError(f"motion sampling: cfg_scale {options.cfg_scale:g} ({made}) made NaN or Inf ({bad}); {tail}",
+                      cli=f"motion sampling: --cfg-scale {options.cfg_scale:g} ({made}) made NaN or Inf ({bad}); "
+                          f"{tail}")
+
+
 def generate_motion(
     model: MotionGenerator,
     waveform: torch.Tensor,
@@ -431,6 +444,7 @@ def generate_motion(
     coef = sample_coefficients(model, waveform, options, noise=noise, progress=progress,
                                window_features=window_features)
     steps = options.num_steps or model.config.n_diff_steps
+    _check_finite(coef, options, steps)
     settings = {
         "scheduler": options.scheduler,
         "num_steps": steps,

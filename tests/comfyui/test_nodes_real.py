@@ -335,12 +335,13 @@ def test_bad_sampling_options_are_refused_before_running(comfyui, installed):
     prompt, _ = _motion_prompt(comfyui, "joyvasa/refused")  # no other output, so the prompt is refused whole
     sample_id = _node_id(prompt, "JoyVASASampleMotionDiffusion")
     before = set((comfyui.base / "output").rglob("*"))
-    for name, value, words in (("seed", -1, "seed -1: out of range"), ("cfg_scale", -0.5, "cfg_scale -0.5: out of "
-                                                                                           "range")):
+    for name, value, kind, words in (("seed", -1, "value_smaller_than_min", "Value -1 smaller than min of 0"),
+                                     ("cfg_scale", -0.5, "custom_validation_failed", "cfg_scale -0.5: out of range")):
         bad = json.loads(json.dumps(prompt))
         bad[sample_id]["inputs"][name] = value
         with pytest.raises(PromptRejected) as rejected:
             comfyui.queue(bad)
-        errors = rejected.value.body["node_errors"][sample_id]["errors"]  # ComfyUI repeats it per checked input
-        assert errors and all(e["type"] == "custom_validation_failed" and words in e["details"] for e in errors)
+        (error,) = rejected.value.body["node_errors"][sample_id]["errors"]  # under the bad widget alone
+        assert error["type"] == kind and error["extra_info"]["input_name"] == name
+        assert words in error["details"] + " " + error["message"], error
     assert set((comfyui.base / "output").rglob("*")) == before
