@@ -20,6 +20,7 @@ from .audio import SAMPLE_RATE
 from .errors import JoyVASAError
 from .live.server import LiveLimits
 from .motion.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_LOOKAHEAD_FRAMES, StreamOptions
+from .validate import CLI, number_problem
 
 if TYPE_CHECKING:
     from .job import JobPlan
@@ -39,8 +40,6 @@ def _lookahead(text: str) -> int | None:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames or 'all'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} frames: the look-ahead is 0 or more frames, or 'all'")
     return value
 
 
@@ -78,10 +77,10 @@ def _check_live_args(args: argparse.Namespace) -> None:
         if getattr(args, key) != OPTION_DEFAULTS[key]:
             raise JoyVASAError(f"--{key.replace('_', '-')}: does not apply to live (the motion comes from the speech "
                                "as it arrives, into one video); drop it, or use the single job.")
-    if args.step_frames < 1:
-        raise JoyVASAError(f"--step-frames {args.step_frames}: give at least 1 frame per step.")
-    if not args.chunk_ms > 0:
-        raise JoyVASAError(f"--chunk-ms {args.chunk_ms:g}: give a positive number of milliseconds, e.g. 200.")
+    numbers = {key: getattr(args, key) for key in ("lookahead", "step_frames", "chunk_ms", "port", "max_sessions")}
+    problem = number_problem(numbers, CLI)  # the bounds every front end uses (validate.RANGES)
+    if problem:
+        raise JoyVASAError(problem)
 
 
 def speech_pieces(wave: Any, chunk_ms: float, realtime: bool) -> Iterator[Any]:
@@ -157,8 +156,6 @@ def serve_page(args: argparse.Namespace) -> int:
     if args.out is not None:
         raise JoyVASAError(f"--out {args.out}: without --audio, live serves its page and writes no video; drop --out, "
                            "or give --audio to drive the session from a file.")
-    if args.max_sessions < 1:
-        raise JoyVASAError(f"--max-sessions {args.max_sessions}: give at least 1 viewer at once.")
     values = {k: v for k, v in vars(args).items() if k not in LIVE_OPTIONS}
     plan = plan_job(values, speech_from_viewers=True)
     image = read_portrait(plan)

@@ -95,6 +95,13 @@ RANGES: dict[str, Range] = {
     "length": Range(0, MAX_FRAMES, f"frames of motion, at most an hour ({MAX_FRAMES} frames at {FPS} fps)",
                     integer=True),
     "box_side": Range(0, 16384, "box edges and sizes are image pixels", integer=True),
+    "lookahead": Range(0, 100, "frames of speech (40 ms each) a live step waits for past the frames it finishes; a "
+                       "step never reads past its window (100 frames for the released model)", integer=True),
+    "step_frames": Range(1, 100, "frames a live step finishes, at most a window (100 frames)", integer=True),
+    "chunk_ms": Range(1.0, 10000.0, "milliseconds of speech per push (a microphone page sends 10-200)"),
+    "port": Range(1, 65535, "a TCP port", integer=True),
+    "max_sessions": Range(1, 64, "viewers served at once, each with its own session and worker thread",
+                          integer=True),
 }
 
 ROWS = {  # option names that share a row of RANGES

@@ -231,7 +231,9 @@ def test_refused_message_shows_on_the_page_while_others_go_on(live):
     ("extra", "message"),
     [(["--out", "x.mp4"], "error: --out x.mp4: without --audio, live serves its page and writes no video; drop --out, "
                           "or give --audio to drive the session from a file."),
-     (["--max-sessions", "0"], "error: --max-sessions 0: give at least 1 viewer at once.")],
+     (["--max-sessions", "0"], "error: --max-sessions 0: out of range; viewers served at once, each with its own "
+                               "session and worker thread. Use 1 to 64."),
+     (["--port", "70000"], "error: --port 70000: out of range; a TCP port. Use 1 to 65535.")],
 )
 def test_page_options_are_refused_in_one_line(extra, message, capsys, tmp_path):
     code = cli.main(["live", "--image", str(fixture_path("astronaut.png")), "--models", str(tmp_path), *extra])

@@ -145,8 +145,13 @@ def test_live_command_lookahead_all_is_the_offline_video(setup):
 @pytest.mark.parametrize("extra,message", [
     (["--motion", "m.safetensors"], "--motion: does not apply to live"),
     (["--blinks", "on"], "--blinks: does not apply to live"),
-    (["--step-frames", "0"], "--step-frames 0"),
+    (["--step-frames", "0"], "--step-frames 0: out of range"),
+    (["--step-frames", "101"], "--step-frames 101: out of range"),
     (["--chunk-ms", "0"], "--chunk-ms 0"),
+    (["--chunk-ms", "nan"], "--chunk-ms nan: out of range"),
+    (["--chunk-ms", "inf"], "--chunk-ms inf: out of range"),
+    (["--lookahead", "-1"], "--lookahead -1: out of range"),
+    (["--lookahead", "1000"], "--lookahead 1000: out of range"),
 ])
 def test_live_command_bad_options_exit_2(setup, capsys, extra, message):
     code = cli.main(["live", "--image", str(setup["image"]), "--audio", str(setup["speech"]), "--out",
