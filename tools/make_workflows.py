@@ -25,19 +25,24 @@ from ui_to_api import widget_names  # noqa: E402
 
 OUT = REPO / "workflows"
 X0 = 80  # the graph's left edge on screen at scale 1: right of the side bar
-# where columns start: below the tab bar, the first one also below the workflow name floating over its top left
-Y_FIRST, Y_OTHERS = 170, 125
-COLUMN_W, GAP_X, GAP_Y = 280, 20, 30  # five columns stay left of the Run bar and the minimap on a 1920x1080 screen
+# where columns start: below the tab bar, the first one also below the workflow name floating over its top left,
+# a sixth one below the Run bar
+Y_FIRST, Y_OTHERS, Y_SIXTH = 170, 125, 220
+COLUMN_TOP = {0: Y_FIRST, 5: Y_SIXTH}
+# five columns stay left of the Run bar and the minimap on a 1920x1080 screen; the main template's sixth (its
+# Motion Preview plot, beside the video) is short enough to stay between them
+COLUMN_W, GAP_X, GAP_Y = 280, 20, 30
 TITLE_H = 30
 # extra body height where a node draws more than its widgets, as it is once a photo is picked and a run is done:
 # the picked photo (a square one fills the node's width), the audio player, the video players at the node's width
 # (square videos), Save Motion's line naming the file it wrote
 EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "SaveVideo": COLUMN_W + 20, "JoyVASARenderVideo": COLUMN_W + 20,
            "JoyVASASaveMotion": 24, "MarkdownNote": 0}
-# joyvasa_two_faces (two photos, two players) does not fit one screen once loaded: it keeps the sizes of the empty
-# nodes until it is laid out in ComfyUI groups
-BEFORE_LOADING_H = {"LoadImage": 150, "LoadAudio": 70, "JoyVASARenderVideo": 10, "MarkdownNote": 0}
-BEFORE_LOADING = {"joyvasa_two_faces"}
+# a graph larger than one screen is laid out in ComfyUI groups, each whole on screen at 100% when the view is on it:
+# the groups' top edge (below the tab bar and the workflow name), their title bar and the margin around their nodes
+GROUP_TOP, GROUP_TITLE_H, GROUP_PAD = 140, 34, 10
+PLOT_W = 1024  # the Motion Preview's plot width (its height follows: six 120 px panels and a 40 px axis)
+PREVIEW_IMAGE_H = 224  # a Preview Image's picture: the least the 1.32 frontend gives it (the picture fits inside)
 PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
 FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
 
@@ -60,9 +65,12 @@ MODELS_NOTE = (
 
 
 def node(nid: int, kind: str, col: int, widgets: dict | None = None, links: dict | None = None,
-         title: str | None = None, text: str | None = None) -> dict:
+         title: str | None = None, text: str | None = None, image_h: int = 0, group: str | None = None,
+         band: int = 0) -> dict:
+    """One node of a compact graph; ``image_h``: the height of the image a Preview Image shows after a run;
+    ``group``: the ComfyUI group it sits in, ``band``: which row of groups (0 opens on screen, the next below)."""
     return {"id": nid, "type": kind, "col": col, "widgets": widgets or {}, "links": links or {}, "title": title,
-            "text": text}
+            "text": text, "image_h": image_h, "group": group, "band": band}
 
 
 def talking_portrait(render: str = "stream", animal: bool = False, save_motion: bool = False) -> list[dict]:
@@ -93,8 +101,15 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
             node(12, "SaveVideo", 4, {"filename_prefix": "JoyVASA/talking", "format": "mp4", "codec": "h264"},
                  {"video": (11, 0)}),
         ]
-    if save_motion:
-        nodes.append(node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "JoyVASA/motion"}, {"motion": (8, 0)}))
+    if save_motion:  # the main template: the motion saved, and what a user checks first (the crop, the motion)
+        nodes += [
+            node(13, "JoyVASASaveMotion", 2, {"filename_prefix": "JoyVASA/motion"}, {"motion": (8, 0)}),
+            node(15, "JoyVASAMotionPreview", 2, {"width": PLOT_W, "audio_delay": 0.0},
+                 {"motion": (8, 0), "audio": (2, 0)}),
+            node(16, "PreviewImage", 3, {}, {"images": (5, 1)}, title="Cropped face", image_h=PREVIEW_IMAGE_H),
+            node(17, "PreviewImage", 5, {}, {"images": (15, 0)}, title="Motion Preview plot",
+                 image_h=PREVIEW_IMAGE_H),
+        ]
     what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
     out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
            "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
@@ -104,31 +119,35 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
 
 
 def two_faces() -> list[dict]:
-    """One speech, one motion, two faces: each face gets its own appearance, keypoints and video."""
+    """One speech, one motion, two faces: each face gets its own appearance, keypoints and video. Too large for one
+    screen once the photos and players are shown: the shared speech and models, then each face, in groups."""
+    shared = "Speech and motion"
     nodes = [
-        node(1, "LoadImage", 0, {"image": "portrait.png"}, title="Load Image (face A)"),
-        node(21, "LoadImage", 0, {"image": "portrait_b.png"}, title="Load Image (face B)"),
-        node(2, "LoadAudio", 0, {"audio": "speech.wav"}),
-        node(5, "JoyVASALoadReferenceFace", 1, FACE, {"image": (1, 0)}, title="Load Reference Face (A)"),
-        node(25, "JoyVASALoadReferenceFace", 1, FACE, {"image": (21, 0)}, title="Load Reference Face (B)"),
-        node(3, "JoyVASALivePortraitLoader", 2, LP),
-        node(4, "JoyVASAMotionModelLoader", 2, MOTION_MODEL),
-        node(7, "JoyVASAEncodeAudio", 2, {}, {"audio": (2, 0), "motion_model": (4, 0)}),
-        node(8, "JoyVASASampleMotionDiffusion", 2, SAMPLE, {"motion_model": (4, 0), "audio_features": (7, 0)}),
+        node(2, "LoadAudio", 0, {"audio": "speech.wav"}, group=shared),
+        node(3, "JoyVASALivePortraitLoader", 0, LP, group=shared),
+        node(4, "JoyVASAMotionModelLoader", 0, MOTION_MODEL, group=shared),
+        node(7, "JoyVASAEncodeAudio", 1, {}, {"audio": (2, 0), "motion_model": (4, 0)}, group=shared),
+        node(8, "JoyVASASampleMotionDiffusion", 1, SAMPLE, {"motion_model": (4, 0), "audio_features": (7, 0)},
+             group=shared),
     ]
-    faces = (("A", 0, 5), ("B", 20, 25))
-    nodes += [node(6 + offset, "JoyVASAExtractAppearance", 3, {"image_index": 0},
-                   {"liveportrait": (3, 0), "face": (face, 0)}, title=f"Extract Appearance ({tag})")
-              for tag, offset, face in faces]
-    nodes += [node(9 + offset, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
-                   {"liveportrait": (3, 0), "appearance": (6 + offset, 0), "motion": (8, 0)},
-                   title=f"Compute Target Keypoints ({tag})")
-              for tag, offset, _ in faces]
-    nodes += [node(10 + offset, "JoyVASARenderVideo", 4,
-                   {**RENDER, **VIDEO, "filename_prefix": f"JoyVASA/face_{tag.lower()}"},
-                   {"liveportrait": (3, 0), "appearance": (6 + offset, 0), "keypoints": (9 + offset, 0),
-                    "face": (face, 0), "audio": (2, 0)}, title=f"Render Video ({tag})")
-              for tag, offset, face in faces]
+    for tag, offset, band in (("A", 0, 0), ("B", 20, 1)):
+        group, face = f"Face {tag}", 5 + offset
+        nodes += [
+            node(1 + offset, "LoadImage", 2, {"image": "portrait_b.png" if offset else "portrait.png"},
+                 title=f"Load Image (face {tag})", group=group, band=band),
+            node(face, "JoyVASALoadReferenceFace", 2, FACE, {"image": (1 + offset, 0)},
+                 title=f"Load Reference Face ({tag})", group=group, band=band),
+            node(6 + offset, "JoyVASAExtractAppearance", 3, {"image_index": 0},
+                 {"liveportrait": (3, 0), "face": (face, 0)}, title=f"Extract Appearance ({tag})", group=group,
+                 band=band),
+            node(9 + offset, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
+                 {"liveportrait": (3, 0), "appearance": (6 + offset, 0), "motion": (8, 0)},
+                 title=f"Compute Target Keypoints ({tag})", group=group, band=band),
+            node(10 + offset, "JoyVASARenderVideo", 4,
+                 {**RENDER, **VIDEO, "filename_prefix": f"JoyVASA/face_{tag.lower()}"},
+                 {"liveportrait": (3, 0), "appearance": (6 + offset, 0), "keypoints": (9 + offset, 0),
+                  "face": (face, 0), "audio": (2, 0)}, title=f"Render Video ({tag})", group=group, band=band),
+        ]
     return nodes
 
 
@@ -180,13 +199,46 @@ def _shown(info: dict, widget: str, values: dict) -> bool:
     return all(other not in values or values[other] in allowed for other, allowed in rule.items())
 
 
-def _height(kind: str, info: dict | None, text: str | None, values: dict, extra: dict[str, int]) -> int:
+def _height(kind: str, info: dict | None, text: str | None, values: dict, extra: dict[str, int],
+            image_h: int = 0) -> int:
     if info is None:  # a note: about 16 px a line of ~44 characters (measured in the 1.32 frontend at 280 px)
         return 40 + 16 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
     shown = [w for w in widgets if _shown(info, w, values)]
-    return 14 + 20 * rows + 24 * len(shown) + extra.get(kind, 0)
+    return 14 + 20 * rows + 24 * len(shown) + extra.get(kind, 0) + image_h
+
+
+def _place(spec: list[dict], object_info: dict, column_w: int, gap_x: int) -> dict[int, tuple[int, int, int]]:
+    """Each node's (x, y, height): stacked in its column; in a grouped graph each band of groups starts below the
+    one above it (the group's title bar above its nodes)."""
+    heights = {n["id"]: _height(n["type"], object_info.get(n["type"]), n["text"], n["widgets"], EXTRA_H, n["image_h"])
+               for n in spec}
+    places: dict[int, tuple[int, int, int]] = {}
+    band_top = GROUP_TOP
+    for band in sorted({n["band"] for n in spec}):
+        column_y: dict[int, int] = {}
+        for n in (n for n in spec if n["band"] == band):
+            first = (GROUP_TOP + GROUP_TITLE_H + GROUP_PAD + TITLE_H if n["group"] else
+                     COLUMN_TOP.get(n["col"], Y_OTHERS))
+            y = column_y.get(n["col"], first + band_top - GROUP_TOP)
+            places[n["id"]] = (X0 + n["col"] * (column_w + gap_x), y, heights[n["id"]])
+            column_y[n["col"]] = y + heights[n["id"]] + GAP_Y + TITLE_H
+        band_top = max(column_y.values()) - GAP_Y - TITLE_H + GROUP_PAD + GAP_Y
+    return places
+
+
+def _groups(spec: list[dict], places: dict[int, tuple[int, int, int]], column_w: int) -> list[dict]:
+    """ComfyUI groups around their nodes (titles included), in the order they first appear in ``spec``."""
+    groups = []
+    for title in dict.fromkeys(n["group"] for n in spec if n["group"]):
+        boxes = [places[n["id"]] for n in spec if n["group"] == title]
+        left, top = min(x for x, _, _ in boxes), min(y for _, y, _ in boxes) - TITLE_H
+        right, bottom = max(x for x, _, _ in boxes) + column_w, max(y + h for _, y, h in boxes)
+        groups.append({"id": len(groups) + 1, "title": title, "color": "#3f789e", "font_size": 24, "flags": {},
+                       "bounding": [left - GROUP_PAD, top - GROUP_PAD - GROUP_TITLE_H, right - left + 2 * GROUP_PAD,
+                                    bottom - top + 2 * GROUP_PAD + GROUP_TITLE_H]})
+    return groups
 
 
 def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN_W, gap_x: int = GAP_X) -> dict:
@@ -194,13 +246,10 @@ def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN
     links: list[list] = []
     outputs: dict[tuple[int, int], list[int]] = {}
     ui_nodes = []
-    column_y: dict[int, int] = {}
+    places = _place(spec, object_info, column_w, gap_x)
     for order, n in enumerate(spec):
         info = object_info.get(n["type"])
-        h = _height(n["type"], info, n["text"], n["widgets"], BEFORE_LOADING_H if name in BEFORE_LOADING else EXTRA_H)
-        x = X0 + n["col"] * (column_w + gap_x)
-        y = column_y.get(n["col"], Y_FIRST if n["col"] == 0 else Y_OTHERS)
-        column_y[n["col"]] = y + h + GAP_Y + TITLE_H
+        x, y, h = places[n["id"]]
         ui = {"id": n["id"], "type": n["type"], "pos": [x, y], "size": [column_w, h], "flags": {}, "order": order,
               "mode": 0, "inputs": [], "outputs": [], "properties": {"Node name for S&R": n["type"]}}
         display = (info or {}).get("display_name", "")
@@ -238,7 +287,7 @@ def build(name: str, spec: list[dict], object_info: dict, column_w: int = COLUMN
             out["links"] = outputs.get((ui["id"], slot))
     workflow_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"comfyui-joyvasa/workflows/{name}"))
     return {"id": workflow_id, "revision": 0, "last_node_id": max(by_id), "last_link_id": len(links),
-            "nodes": ui_nodes, "links": links, "groups": [], "config": {},
+            "nodes": ui_nodes, "links": links, "groups": _groups(spec, places, column_w), "config": {},
             "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}}, "version": 0.4}
 
 

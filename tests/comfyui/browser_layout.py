@@ -42,16 +42,67 @@ const bar = document.querySelector(".side-tool-bar-container");
 const rect = canvas.canvas.getBoundingClientRect();
 const [dx, dy] = canvas.ds.offset, s = canvas.ds.scale;
 const covered = coveredPoints(true);
+const groups = window.app.graph._groups.map((g) => ({title: g.title, bounds: [...g.pos, ...g.size]}));
 const view = {scale: s, offset: [dx, dy], left: rect.left, top: rect.top,
               sidebar: bar ? bar.getBoundingClientRect().right : 0, width: window.innerWidth,
               height: window.innerHeight};
-return JSON.stringify({nodes, view, covered});
+return JSON.stringify({nodes, view, covered, groups});
+"""
+
+
+# Runs in the page: moves the view (at its scale) by a canvas offset, as dragging the canvas does.
+PAN = """
+const canvas = window.app.canvas;
+canvas.ds.offset[0] += arguments[0];
+canvas.ds.offset[1] += arguments[1];
+canvas.setDirty(true, true);
 """
 
 
 def measure(browser) -> dict:
-    """The open graph's node boxes, the view and the covered points (see ``MEASURE``)."""
+    """The open graph's node boxes, its groups, the view and the covered points (see ``MEASURE``)."""
     return json.loads(browser.js(MEASURE))
+
+
+def _inside(inner: list[float], outer: list[float]) -> bool:
+    return (outer[0] <= inner[0] and outer[1] <= inner[1] and inner[0] + inner[2] <= outer[0] + outer[2]
+            and inner[1] + inner[3] <= outer[1] + outer[3])
+
+
+def group_problems(browser, result: dict, settle=lambda: None) -> list[str]:
+    """The rule for a graph larger than one screen, laid out in ComfyUI groups: every node inside one group, no
+    group over another, and each group reads as one screen does: with the view moved (at the saved 100%) so the
+    group's top left is where the first group's is at the saved view, the whole group is on screen and its nodes
+    pass ``layout_problems`` (measured once ``settle()`` returns: what comes into view has loaded). The saved view
+    shows the first group so. Leaves the view where it was."""
+    groups, problems = result["groups"], []
+    for n in result["nodes"]:
+        homes = [g["title"] for g in groups if _inside(n["bounds"], g["bounds"])]
+        if len(homes) != 1:
+            problems.append(f"{n['type']} {n['id']} is inside {len(homes)} groups, not one: {homes}")
+    for i, a in enumerate(groups):
+        problems += [f"group {a['title']!r} overlaps group {b['title']!r}" for b in groups[i + 1 :]
+                     if _overlap(a["bounds"], b["bounds"])]
+    first = groups[0]["bounds"]
+    for g in groups:
+        shift = (first[0] - g["bounds"][0], first[1] - g["bounds"][1])
+        browser.js(PAN, *shift)
+        settle()
+        seen = measure(browser)
+        browser.js(PAN, -shift[0], -shift[1])
+        mine = [n for n in seen["nodes"] if _inside(n["bounds"], g["bounds"])]
+        ids = {f"{n['type']} {n['id']} " for n in mine}
+        seen = {**seen, "nodes": mine, "covered": [c for c in seen["covered"] if any(c.startswith(i) for i in ids)]}
+        problems += [f"in group {g['title']!r}: {p}" for p in layout_problems(seen)]
+        problems += [f"group {g['title']!r} is not wholly on screen: {p}"
+                     for p in _off_screen(seen["view"], [{"type": "group", "id": g["title"], "bounds": g["bounds"]}])]
+    return problems
+
+
+def problems_at_saved_view(browser, settle=lambda: None) -> list[str]:
+    """``layout_problems`` for a graph without groups, ``group_problems`` for one with them."""
+    result = measure(browser)
+    return group_problems(browser, result, settle) if result["groups"] else layout_problems(result)
 
 
 def _overlap(a: list[float], b: list[float]) -> bool:
@@ -78,15 +129,23 @@ def layout_problems(result: dict) -> list[str]:
             if _overlap(a["bounds"], b["bounds"]):
                 problems.append(f"{a['type']} {a['id']} overlaps {b['type']} {b['id']}")
 
+    problems += _off_screen(view, nodes)
+    problems += [f"hidden under a panel: {c}" for c in result["covered"]]
+    return problems
+
+
+def _off_screen(view: dict, boxes: list[dict]) -> list[str]:
+    """The boxes not wholly on screen right of the side bar at ``view``."""
+
     def screen(x: float, y: float) -> tuple[float, float]:
         scale, (dx, dy) = view["scale"], view["offset"]
         return (x + dx) * scale + view["left"], (y + dy) * scale + view["top"]
 
-    for n in nodes:
+    problems = []
+    for n in boxes:
         x, y, w, h = n["bounds"]
         (left, top), (right, bottom) = screen(x, y), screen(x + w, y + h)
         if left <= view["sidebar"] or top < view["top"] or right > view["width"] or bottom > view["height"]:
             problems.append(f"{n['type']} {n['id']} is not wholly on screen: {left:.0f},{top:.0f} to "
                             f"{right:.0f},{bottom:.0f} in {view['width']}x{view['height']}")
-    problems += [f"hidden under a panel: {c}" for c in result["covered"]]
     return problems

@@ -15,9 +15,10 @@ import json
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
-from browser_layout import COVERED_POINTS, layout_problems, measure
+from browser_layout import COVERED_POINTS, problems_at_saved_view
 from comfyui_harness import free_port
 from fixture_support import fixture_dir
 from ui_driver import node_js, upload_template_inputs
@@ -90,7 +91,7 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
     ours = {k: (node["class_type"], node["inputs"]) for k, node in convert(shipped, comfyui.object_info()).items()}
     assert queued == ours
 
-    if workflow.stem not in LAID_OUT:
+    if workflow.stem not in LAID_OUT or shipped["groups"]:  # a grouped one: group_problems, once loaded
         return
     view, nodes = result["view"], result["nodes"]
     assert view["scale"] == 1, "the saved view must open at 100%"
@@ -112,30 +113,41 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
     assert result["covered"] == [], "parts of nodes are hidden under the UI's panels at the saved view"
 
 
-# laid out for what a user sees once a photo is picked and a run is done (joyvasa_two_faces keeps the empty nodes'
-# sizes: two photos and two players need ComfyUI groups)
-LOADED = sorted(LAID_OUT - {"joyvasa_two_faces"})
+# laid out for what a user sees once a photo is picked and a run is done: on one screen, or in ComfyUI groups
+# (browser_layout.group_problems says the rule)
+LOADED = sorted(LAID_OUT)
 
 # The state after a run without running: each video node gets a finished run's output (what the "executed" message
-# gives it), Save Motion its saved-file line; the frontend then draws the players as after a real run.
+# gives it), each Preview Image the image its source makes (the crop, the Motion Preview plot), Save Motion its
+# saved-file line; the frontend then draws the players and images as after a real run.
 SHOW_RUN = """
-const [video, motion] = arguments;
+const [video, motion, images] = arguments;
 for (const node of window.app.graph._nodes) {
     if (node.type === "JoyVASARenderVideo" || node.type === "SaveVideo")
         window.app.nodeOutputs[String(node.id)] = {images: [video], animated: [true]};
+    if (node.type === "PreviewImage")
+        window.app.nodeOutputs[String(node.id)] = {images: [images[node.getInputNode(0).type]]};
     if (node.type === "JoyVASASaveMotion") node.onExecuted({motion: [motion]});
 }
 window.app.graph.setDirtyCanvas(true, true);
 """
+# the players and images of the nodes in view loaded (the frontend loads those off screen only once they are in view)
 PLAYERS_READY = """
-const nodes = window.app.graph._nodes.filter((n) => n.type === "JoyVASARenderVideo" || n.type === "SaveVideo");
-return nodes.every((n) => n.videoContainer?.querySelector("video")?.readyState >= 2);
+const [x, y, w, h] = window.app.canvas.visible_area;
+const seen = window.app.graph._nodes.filter((n) => {
+    const [nx, ny, nw, nh] = n.getBounding();
+    return nx < x + w && x < nx + nw && ny < y + h && y < ny + nh;
+});
+const nodes = seen.filter((n) => n.type === "JoyVASARenderVideo" || n.type === "SaveVideo");
+const previews = seen.filter((n) => n.type === "PreviewImage");
+return nodes.every((n) => n.videoContainer?.querySelector("video")?.readyState >= 2) &&
+    previews.every((n) => n.imgs?.[0]?.complete && n.imgs[0].naturalWidth > 0);
 """
 
 
 @pytest.fixture(scope="module")
 def run_output(comfyui, tmp_path_factory) -> dict:
-    """The templates' input files, and a finished run's square mp4 in output/JoyVASA/ (as the example portrait's)."""
+    """The templates' input files, and a finished run's square mp4 and preview images in output/JoyVASA/."""
     work = tmp_path_factory.mktemp("layout_inputs")
     fixtures = fixture_dir()
     upload_template_inputs(comfyui, work, fixtures / "astronaut.png", fixtures / "speech_en_16k.wav",
@@ -150,7 +162,14 @@ def run_output(comfyui, tmp_path_factory) -> dict:
             frame = np.full((512, 512, 3), 8 * i, np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
-    return {"filename": "layout_00001_.mp4", "subfolder": "JoyVASA", "type": "output"}
+    # the crop (square) and the Motion Preview plot (1024 x 760, six panels and the axis) a run shows
+    images = {"JoyVASALoadReferenceFace": ("crop_00001_.png", (512, 512)),
+              "JoyVASAMotionPreview": ("plot_00001_.png", (760, 1024))}
+    for name, shape in images.values():
+        cv2.imwrite(str(folder / name), np.full((*shape, 3), 200, np.uint8))
+    return {"video": {"filename": "layout_00001_.mp4", "subfolder": "JoyVASA", "type": "output"},
+            "images": {source: {"filename": name, "subfolder": "JoyVASA", "type": "output"}
+                       for source, (name, _) in images.items()}}
 
 
 @pytest.mark.parametrize("name", LOADED)
@@ -159,8 +178,13 @@ def test_template_reads_once_the_photo_is_loaded_and_a_run_is_shown(comfyui, bro
     browser.js_async("await window.app.loadGraphData(JSON.parse(arguments[0]));", shipped)
     browser.wait_for(f"const n = {node_js('LoadImage')}; return n.imgs?.[0]?.complete", f"{name}'s photo")
     motion = {"filename": "motion_00001_.safetensors", "subfolder": "JoyVASA", "type": "output"}
-    browser.js(SHOW_RUN, run_output, motion)
-    browser.wait_for(PLAYERS_READY, f"{name}'s players")
-    browser.js_async("await new Promise((r) => setTimeout(r, 500));")  # the nodes grow on the next frames
+    browser.js(SHOW_RUN, run_output["video"], motion, run_output["images"])
+
+    def settle() -> None:
+        browser.wait_for(PLAYERS_READY, f"{name}'s players")
+        browser.js_async("await new Promise((r) => setTimeout(r, 500));")  # the nodes grow on the next frames
+
+    settle()
     browser.screenshot(comfyui.base / f"loaded_{name}.png")
-    assert layout_problems(measure(browser)) == []
+    problems = problems_at_saved_view(browser, settle)
+    assert problems == [], "\n".join(problems)
