@@ -36,15 +36,16 @@ TITLE_H = 30
 # extra body height where a node draws more than its widgets, as it is once a photo is picked and a run is done:
 # the picked photo (a square one fills the node's width), the audio player, the video players at the node's width
 # (square videos), Save Motion's line naming the file it wrote
-EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "SaveVideo": COLUMN_W + 20, "JoyVASARenderVideo": COLUMN_W + 20,
-           "JoyVASASaveMotion": 24, "MarkdownNote": 0}
+EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "LoadVideo": COLUMN_W + 28, "SaveVideo": COLUMN_W + 20,
+           "JoyVASARenderVideo": COLUMN_W + 20, "JoyVASASaveMotion": 24, "MarkdownNote": 0}
 # a graph larger than one screen is laid out in ComfyUI groups, each whole on screen at 100% when the view is on it:
 # the groups' top edge (below the tab bar and the workflow name), their title bar and the margin around their nodes
 GROUP_TOP, GROUP_TITLE_H, GROUP_PAD = 140, 34, 10
 PLOT_W = 1024  # the Motion Preview's plot width (its height follows: six 120 px panels and a 40 px axis)
 PREVIEW_IMAGE_H = 224  # a Preview Image's picture: the least the 1.32 frontend gives it (the picture fits inside)
 PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
-FRONTEND_VALUES = {"LoadImage": ["image"], "LoadAudio": [None, None]}  # the upload button and audio player values
+# the upload buttons' and the audio player's values
+FRONTEND_VALUES = {"LoadImage": ["image"], "LoadVideo": ["image"], "LoadAudio": [None, None]}
 
 FACE = {"mode": "human", "crop": "auto", "face_index": 0, "face_order": "largest", "scale": 2.3, "vx_ratio": 0.0,
         "vy_ratio": -0.125, "alpha": "drop", "box_x": 0, "box_y": 0, "box_w": 0, "box_h": 0}
@@ -170,12 +171,82 @@ def reuse_motion() -> list[dict]:
     ]
 
 
+def motion_material() -> list[dict]:
+    """Every motion node: the speech's lips with a driving video's head, edited, blinked, crossfaded into a driving
+    template, previewed, exported and rendered. Groups: the portrait and the speech's motion (with the crop to
+    check), the render, the note; below them the motion material."""
+    inputs, render, note, material = "Portrait and speech", "Render", "About", "Motion material"
+    return [
+        node(1, "LoadImage", 0, {"image": "portrait.png"}, group=inputs),
+        node(2, "LoadAudio", 0, {"audio": "speech.wav"}, group=inputs),
+        node(5, "JoyVASAFaceDetectorLoader", 0, {"detector": "auto", "device": "auto"}, group=inputs),
+        node(3, "JoyVASALivePortraitLoader", 1, LP, group=inputs),
+        node(4, "JoyVASAMotionModelLoader", 1, MOTION_MODEL, group=inputs),
+        node(6, "JoyVASALoadReferenceFace", 1, FACE, {"image": (1, 0), "face_detector": (5, 0)}, group=inputs),
+        node(14, "PreviewImage", 2, {}, {"images": (6, 1)}, title="Cropped face", image_h=PREVIEW_IMAGE_H,
+             group=inputs),
+        node(8, "JoyVASAEncodeAudio", 2, {}, {"audio": (2, 0), "motion_model": (4, 0)}, group=inputs),
+        node(9, "JoyVASASampleMotionDiffusion", 2, {**SAMPLE, "lag_compensation": False},
+             {"motion_model": (4, 0), "audio_features": (8, 0)}, group=inputs),
+        node(7, "JoyVASAExtractAppearance", 3, {"image_index": 0}, {"liveportrait": (3, 0), "face": (6, 0)},
+             group=render),
+        node(10, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
+             {"liveportrait": (3, 0), "appearance": (7, 0), "motion": (24, 0)}, group=render),
+        node(11, "JoyVASAWarpAndRender", 3, {**RENDER, "batch_size": 4},
+             {"liveportrait": (3, 0), "appearance": (7, 0), "keypoints": (10, 0), "face": (6, 0), "audio": (2, 0)},
+             group=render),
+        node(12, "CreateVideo", 4, {"fps": 25.0}, {"images": (11, 0), "audio": (11, 1), "fps": (11, 2)},
+             group=render),
+        node(13, "SaveVideo", 4, {"filename_prefix": "JoyVASA/material", "format": "auto", "codec": "auto"},
+             {"video": (12, 0)}, group=render),
+        node(28, "MarkdownNote", 5, text=MATERIAL_NOTE, group=note),
+        node(16, "LoadVideo", 0, {"file": "driving.mp4"}, group=material, band=1),
+        node(17, "GetVideoComponents", 0, {}, {"video": (16, 0)}, group=material, band=1),
+        node(18, "JoyVASAMotionFromVideo", 1, {"fps": 25.0, "crop": True, "batch_size": 16},
+             {"liveportrait": (3, 0), "images": (17, 0), "fps": (17, 2), "face_detector": (5, 0)},
+             group=material, band=1),
+        node(19, "JoyVASAFitMotion", 1, {"start": 0, "stop": 0, "length": 50, "mode": "pingpong"},
+             {"motion": (18, 0)}, group=material, band=1),
+        node(23, "JoyVASALoadDrivingTemplate", 1, {"template_file": "driving_template.pkl"}, group=material,
+             band=1),
+        node(20, "JoyVASAMixMotion", 2, {"fit": "loop"}, {"expression": (9, 0), "head": (19, 0)}, group=material,
+             band=1),
+        node(21, "JoyVASAEditMotion", 2, {"head_rotation": 1.2, "translation": 1.0, "scale": 1.0,
+                                          "expression": 1.0, "lips": 1.3, "pitch": 0.0, "yaw": 5.0, "roll": 0.0},
+             {"motion": (20, 0)}, group=material, band=1),
+        node(22, "JoyVASAAddBlinks", 2, {"mode": "if_none", "rate": 15.0, "duration": 0.25, "seed": 0,
+                                         "openness": 1.0}, {"motion": (21, 0)}, group=material, band=1),
+        node(24, "JoyVASACrossfadeMotion", 3, {"frames": 12}, {"first": (22, 0), "second": (23, 0)},
+             group=material, band=1),
+        node(25, "JoyVASAMotionPreview", 3, {"width": PLOT_W, "audio_delay": 0.08}, {"motion": (24, 0),
+                                                                                  "audio": (2, 0)},
+             group=material, band=1),
+        node(27, "JoyVASAExportDrivingTemplate", 3, {"filename_prefix": "JoyVASA/driving"}, {"motion": (24, 0)},
+             group=material, band=1),
+        node(26, "PreviewImage", 4, {}, {"images": (25, 0)}, title="Motion Preview plot", image_h=PREVIEW_IMAGE_H,
+             group=material, band=1),
+    ]
+
+
+MATERIAL_NOTE = (
+    "## JoyVASA motion as material\n\nThe speech gives the expression and lips (**Sample Motion**); a driving video "
+    "gives the head (**Load Video** -> **Motion From Video**, ping-ponged to 2 s by **Fit Motion**); **Mix Motion** "
+    "combines them, **Edit Motion** tones head and lips and turns the head 5 degrees, **Add Blinks** adds blinks if "
+    "the motion has none, and **Crossfade Motion** continues into a LivePortrait driving template (.pkl, e.g. from "
+    "LivePortrait's `-d` templates or FasterLivePortrait). **Motion Preview** plots the result with the speech, "
+    "**Export Driving Template** writes it for LivePortrait tools, and the rest renders it onto the portrait.\n\n"
+    "Put `driving.mp4` (a video of a face) and `driving_template.pkl` in ComfyUI's `input/` folder, or pick your "
+    "own files. Models as in the talking-portrait workflow."
+)
+
+
 WORKFLOWS = {
     "joyvasa_talking_portrait": talking_portrait("stream", save_motion=True),
     "joyvasa_talking_portrait_frames": talking_portrait("frames"),
     "joyvasa_animal": talking_portrait("stream", animal=True),
     "joyvasa_two_faces": two_faces(),
     "joyvasa_reuse_motion": reuse_motion(),
+    "joyvasa_motion_material": motion_material(),
 }
 
 
@@ -205,7 +276,9 @@ def _height(kind: str, info: dict | None, text: str | None, values: dict, extra:
         return 40 + 16 * sum(1 + len(p) // 44 for p in (text or "").split("\n"))
     sockets, widgets = _sockets(info)
     rows = max(len(sockets), len(info["output"]))
+    _, with_control = widget_names(info)
     shown = [w for w in widgets if _shown(info, w, values)]
+    shown += [w for w in shown if w in with_control]  # a seed's "control after generate" row
     return 14 + 20 * rows + 24 * len(shown) + extra.get(kind, 0) + image_h
 
 

@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 UI_ONLY_INPUTS = {"audioUI"}  # the frontend's audio player widget on LoadAudio; the server ignores it
 SCREEN = (1920, 1080)
-# the workflows tools/make_workflows.py lays out on a grid for this screen (the others get the loading checks)
+# the workflows tools/make_workflows.py lays out on a grid for this screen (all of them)
 LAID_OUT = {"joyvasa_talking_portrait", "joyvasa_talking_portrait_frames", "joyvasa_animal", "joyvasa_two_faces",
-            "joyvasa_reuse_motion"}
+            "joyvasa_reuse_motion", "joyvasa_motion_material"}
 
 pytestmark = pytest.mark.comfyui
 
@@ -84,7 +84,7 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
     for node in shipped["nodes"]:
         assert saved[node["id"]]["type"] == node["type"]
         assert saved[node["id"]].get("widgets_values") == node["widgets_values"], node["type"]
-    if workflow.stem in LAID_OUT:  # joyvasa_motion_material's input order differs from the frontend's (slots move)
+    if workflow.stem in LAID_OUT:
         assert sorted(map(tuple, result["saved"]["links"])) == sorted(map(tuple, shipped["links"]))
     queued = {k: (node["class_type"], {n: v for n, v in node["inputs"].items() if n not in UI_ONLY_INPUTS})
               for k, node in result["output"].items()}
@@ -138,7 +138,7 @@ const seen = window.app.graph._nodes.filter((n) => {
     const [nx, ny, nw, nh] = n.getBounding();
     return nx < x + w && x < nx + nw && ny < y + h && y < ny + nh;
 });
-const nodes = seen.filter((n) => n.type === "JoyVASARenderVideo" || n.type === "SaveVideo");
+const nodes = seen.filter((n) => ["JoyVASARenderVideo", "SaveVideo", "LoadVideo"].includes(n.type));
 const previews = seen.filter((n) => n.type === "PreviewImage");
 return nodes.every((n) => n.videoContainer?.querySelector("video")?.readyState >= 2) &&
     previews.every((n) => n.imgs?.[0]?.complete && n.imgs[0].naturalWidth > 0);
@@ -162,6 +162,7 @@ def run_output(comfyui, tmp_path_factory) -> dict:
             frame = np.full((512, 512, 3), 8 * i, np.uint8)
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
+    assert comfyui.upload(folder / "layout_00001_.mp4", name="driving.mp4") == "driving.mp4"  # Load Video's pick
     # the crop (square) and the Motion Preview plot (1024 x 760, six panels and the axis) a run shows
     images = {"JoyVASALoadReferenceFace": ("crop_00001_.png", (512, 512)),
               "JoyVASAMotionPreview": ("plot_00001_.png", (760, 1024))}
