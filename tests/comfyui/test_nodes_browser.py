@@ -1,8 +1,9 @@
 """The shipped workflows in the real ComfyUI web UI (headless Chromium at 1920x1080): every node type is known, the
 frontend saves each back with the same widgets and links, the prompt it queues is the one the headless tests run
 (ui_to_api), and the layout reads at 100% from the saved view: scale 1, the first column clear of the side bar,
-no node over another, no node smaller than its widgets need, the whole graph on screen; and again once the photo is
-loaded and a run's players are shown (the sizes a user sees after Run). A screenshot of each is kept
+no node over another, no node smaller than its widgets need, the whole graph on screen (a grouped one: each group,
+see browser_layout.group_problems); and again once the photo is loaded and a run's players and preview images are
+shown (the sizes a user sees after Run). A screenshot of each is kept
 in the test's ComfyUI base folder (``<pytest tmp>/comfyui_base*/workflow_<name>.png``).
 
 Needs Debian's chromium + chromium-driver and comfyui-frontend-package (scripts/setup_comfyui.sh installs them);
