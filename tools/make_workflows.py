@@ -1,7 +1,8 @@
 """Writes the shipped workflows (UI format, ``workflows/*.json``) and their API twins (``workflows/api/*.json``)
-from the compact graphs below, laid out on a grid so each reads at 100% zoom from its saved view with no node over
-another, as a user sees it once a photo is picked and a run is done (the photo, the players, Save Motion's line;
-only the widgets the web extension shows for the saved values). Widget order, sockets and the API twins come from a
+from the compact graphs below, laid out on a grid so each reads at 100% zoom from its saved view (a larger one in
+ComfyUI groups, each whole on a screen) with no node over another, as a user sees it once a photo is picked and a
+run is done (the photo, the players, the preview images, Save Motion's line; only the widgets the web extension shows
+for the saved values). Widget order, sockets and the API twins come from a
 real ComfyUI's ``/object_info`` (started here on the test models, as the tests do), so the files match what the web
 UI itself would save and queue.
 
