@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..joyvasa_core.pipeline import motion_from_video
 from ..joyvasa_core.validate import bounds
 from .errors import node_errors
+from .memory import on_device
 from .progress import ComfyProgress
 
 
@@ -36,5 +37,6 @@ class JoyVASAMotionFromVideo:
 
     def extract(self, liveportrait, images, fps, crop, batch_size, face_detector=None):
         with node_errors("JoyVASA Motion From Video"):
-            return (motion_from_video(liveportrait, images, face_detector, fps=fps, crop=crop, batch_size=batch_size,
+            models = on_device(liveportrait)
+            return (motion_from_video(models, images, face_detector, fps=fps, crop=crop, batch_size=batch_size,
                                       progress=ComfyProgress()),)
