@@ -28,6 +28,7 @@ from .audio.encoder import hubert_config
 from .checkpoints.joyvasa import GENERATOR_FILE, TEMPLATE_FILE, read_motion_generator, read_motion_template
 from .checkpoints.liveportrait import build_liveportrait_module
 from .errors import CheckpointError
+from .hardware import auto_device, choose_dtype, device_info
 from .liveportrait.slots import (
     APPEARANCE,
     BASE_SLOTS,
@@ -53,12 +54,13 @@ _PREFIXES: tuple[str, ...] = ("", "pretrained_weights", "models", "liveportrait"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` = CUDA when available, else CPU; an unavailable CUDA/MPS request is a clear error."""
+    """``auto`` = CUDA, else Apple's MPS, else the CPU (:func:`hardware.auto_device`); an unavailable CUDA/MPS
+    request is a clear error."""
     if isinstance(device, torch.device):
         return device
     name = str(device).strip().lower()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return auto_device()
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise CheckpointError(f"device {device!r}: this torch build sees no CUDA GPU; use --device cpu (or auto).")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -69,25 +71,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise CheckpointError(f"device {device!r} is unknown; use one of {', '.join(DEVICES)}.") from None
 
 
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 in hardware: CUDA GPUs that report it, CPUs with AMX or AVX-512 BF16 (where
-    oneDNN runs bf16 convolutions several times faster than fp32; elsewhere bf16 is emulated and slower)."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    if device.type == "cpu":
-        cpu = torch.cpu
-        checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-        return torch.backends.mkldnn.is_available() and any(bool(check()) for check in checks if check is not None)
-    return False
-
-
 def auto_dtype(device: torch.device) -> tuple[torch.dtype, str]:
     """The fastest precision that keeps the picture (>= 40 dB PSNR against fp32, measured by bench/bench_render.py
-    and tests/test_render_precision.py) on ``device``, and why: bf16 where the hardware has it, else fp32 (fp16
-    turns some frames black on some GPUs)."""
-    if native_bf16(device):
-        return torch.bfloat16, f"native bf16 on this {device.type.upper()}"
-    return torch.float32, f"no native bf16 on this {device.type.upper()}"
+    and tests/test_render_precision.py) on ``device``, and why: decided by :func:`hardware.choose_dtype`."""
+    return choose_dtype(device_info(device))
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | None = None) -> torch.dtype:

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..hardware import runs_on_cpu_instead
 from .blocks import Hourglass, conv_norm, make_coordinate_grid
 from .config import DenseMotionConfig
 from .derived import compute_dtype, derived, memory_format_for
@@ -28,13 +29,15 @@ def grid_sample_shared(feature: torch.Tensor, grid: torch.Tensor) -> torch.Tenso
     if n % bf:
         raise ValueError(f"grid_sample_shared: {n} grids cannot be shared by a feature batch of {bf}")
     m = n // bf
+    device = feature.device
+    on_cpu = runs_on_cpu_instead("aten::grid_sampler_3d", device)  # Apple's MPS has no kernel for it
     out = F.grid_sample(
-        feature.float(),
-        grid.float().reshape(bf, m * do, *grid.shape[2:]),
+        feature.float().cpu() if on_cpu else feature.float(),
+        (grid.float().cpu() if on_cpu else grid.float()).reshape(bf, m * do, *grid.shape[2:]),
         mode="bilinear",
         padding_mode="zeros",
         align_corners=False,
-    )
+    ).to(device)
     if m == 1:
         return out
     return out.view(bf, c, m, do, *out.shape[3:]).transpose(1, 2).reshape(n, c, do, *out.shape[3:])
