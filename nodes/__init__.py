@@ -1,5 +1,5 @@
-"""Node registry: each module here is one stage's thin adapter over joyvasa_core (V1 classic API; JoyVASA Live is
-V3, which ComfyUI runs from the same table)."""
+"""Node registry: each module here is one stage's thin adapter over joyvasa_core, on ComfyUI's V3 node API
+(``schema.py`` pins its version; ``catalog.py`` names them)."""
 
 from __future__ import annotations
 
@@ -18,35 +18,27 @@ from .motion_io import JoyVASALoadMotion, JoyVASASaveMotion
 from .motion_preview import JoyVASAMotionPreview
 from .render_video import JoyVASARenderVideo
 from .sample_motion import JoyVASASampleMotion, JoyVASASampleMotionDiffusion
+from .schema import ComfyExtension, JoyVASANode
 from .warp_and_render import JoyVASAWarpAndRender
 
 register_model_folders()
 
-_NODES = (
-    (JoyVASALivePortraitLoader, "JoyVASA LivePortrait Loader"),
-    (JoyVASAMotionModelLoader, "JoyVASA Motion Generator Loader"),
-    (JoyVASAFaceDetectorLoader, "JoyVASA Face Detector Loader"),
-    (JoyVASALoadReferenceFace, "JoyVASA Load Reference Face"),
-    (JoyVASAExtractAppearance, "JoyVASA Extract Appearance"),
-    (JoyVASAEncodeAudio, "JoyVASA Encode Audio"),
-    (JoyVASASampleMotionDiffusion, "JoyVASA Sample Motion Diffusion"),
-    (JoyVASAComputeTargetKeypoints, "JoyVASA Compute Target Keypoints"),
-    (JoyVASAWarpAndRender, "JoyVASA Warp and Render"),
-    (JoyVASARenderVideo, "JoyVASA Render Video"),
-    (JoyVASASaveMotion, "JoyVASA Save Motion"),
-    (JoyVASALoadMotion, "JoyVASA Load Motion"),
-    (JoyVASAMotionFromVideo, "JoyVASA Motion From Video"),
-    (JoyVASAMixMotion, "JoyVASA Mix Motion"),
-    (JoyVASAEditMotion, "JoyVASA Edit Motion"),
-    (JoyVASAFitMotion, "JoyVASA Fit Motion"),
-    (JoyVASACrossfadeMotion, "JoyVASA Crossfade Motion"),
-    (JoyVASAAddBlinks, "JoyVASA Add Blinks"),
-    (JoyVASAMotionPreview, "JoyVASA Motion Preview"),
-    (JoyVASAExportDrivingTemplate, "JoyVASA Export Driving Template"),
-    (JoyVASALoadDrivingTemplate, "JoyVASA Load Driving Template"),
-    (JoyVASALive, "JoyVASA Live"),
-    (JoyVASASampleMotion, "JoyVASA Sample Motion (old name)"),  # hidden (DEPRECATED): saved workflows still load
+# menu order; the last one is the hidden old type name (saved workflows still load)
+NODES: tuple[type[JoyVASANode], ...] = (
+    JoyVASALivePortraitLoader, JoyVASAMotionModelLoader, JoyVASAFaceDetectorLoader, JoyVASALoadReferenceFace,
+    JoyVASAExtractAppearance, JoyVASAEncodeAudio, JoyVASASampleMotionDiffusion, JoyVASAComputeTargetKeypoints,
+    JoyVASAWarpAndRender, JoyVASARenderVideo, JoyVASASaveMotion, JoyVASALoadMotion, JoyVASAMotionFromVideo,
+    JoyVASAMixMotion, JoyVASAEditMotion, JoyVASAFitMotion, JoyVASACrossfadeMotion, JoyVASAAddBlinks,
+    JoyVASAMotionPreview, JoyVASAExportDrivingTemplate, JoyVASALoadDrivingTemplate, JoyVASALive, JoyVASASampleMotion,
 )
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {cls.__name__: cls for cls, _ in _NODES}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {cls.__name__: name for cls, name in _NODES}
+
+class JoyVASAExtension(ComfyExtension):
+    """What ComfyUI asks a V3 pack for: its node classes."""
+
+    async def get_node_list(self) -> list[type[JoyVASANode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> JoyVASAExtension:
+    return JoyVASAExtension()

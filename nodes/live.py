@@ -4,7 +4,6 @@ where a browser streams the microphone and gets the talking face back (``joyvasa
 from __future__ import annotations
 
 from aiohttp import web
-from comfy_api.latest import io
 from server import PromptServer
 
 from ..joyvasa_core.live.server import LiveHub, live_routes
@@ -17,16 +16,11 @@ from ..joyvasa_core.live.source import (
     source_name,
 )
 from ..joyvasa_core.validate import CLI_CFG_SCALE, WEB_CFG_SCALE, bounds
-from .errors import node_errors
 from .memory import on_device
+from .schema import Face, JoyVASANode, LivePortrait, MotionModel, io
 
-DISPLAY = "JoyVASA Live"
 PREFIX = "/joyvasa"
 HUB = LiveHub()
-
-LivePortrait = io.Custom("JOYVASA_LIVEPORTRAIT")
-MotionModel = io.Custom("JOYVASA_MOTION_MODEL")
-Face = io.Custom("JOYVASA_FACE")
 
 
 def register_routes(routes: web.RouteTableDef) -> None:
@@ -35,52 +29,37 @@ def register_routes(routes: web.RouteTableDef) -> None:
         routes.route(route.method, route.path)(route.handler)
 
 
-class JoyVASALive(io.ComfyNode):
+class JoyVASALive(JoyVASANode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="JoyVASALive",
-            display_name=DISPLAY,
-            category="JoyVASA/live",
-            description=(
-                "Goes live: the face talks in the browser while you speak. Running the node offers the models and "
-                "the face on this ComfyUI server; its link opens the live page, where Start streams the microphone "
-                "(or a chosen speech file) and the face comes back as it is made, with its latency and fps. Each "
-                "browser tab gets its own session; running the node again with other inputs updates the source."
-            ),
-            is_output_node=True,
-            inputs=[
-                LivePortrait.Input("liveportrait", tooltip="The LivePortrait networks (LivePortrait Loader)."),
-                MotionModel.Input("motion_model", tooltip="The JoyVASA motion generator (Motion Generator Loader)."),
-                Face.Input("face", tooltip="The prepared face (Load Reference Face)."),
-                io.Int.Input("image_index", default=0, min=0, max=4095,
-                             tooltip="Which image of a batched reference talks."),
-                io.Int.Input("seed", default=0, **bounds("seed"),
-                             tooltip="Noise seed of the motion (each session starts from it)."),
-                io.Float.Input("cfg_scale", default=WEB_CFG_SCALE, **bounds("cfg_scale"), step=0.1,
-                               tooltip=f"Audio guidance: {WEB_CFG_SCALE} (web demo) for humans, {CLI_CFG_SCALE} "
-                                       "the command line's."),
-                io.Int.Input("chunk_frames", default=DEFAULT_CHUNK_FRAMES, min=1, max=100,
-                             tooltip="Motion frames made final per step (25 = 1 s): fewer answer sooner, more "
-                                     "cost less per second of speech."),
-                io.Int.Input("lookahead_frames", default=DEFAULT_LOOKAHEAD_FRAMES, min=0, max=100,
-                             tooltip="Speech (in 40 ms frames) a step waits for past the frames it makes final: "
-                                     "shorter answers sooner, longer follows the offline result more closely."),
-                io.Boolean.Input("paste_back", default=True,
-                                 tooltip="Paste the face back into the whole photo (off: the 512x512 crop)."),
-            ],
-            hidden=[io.Hidden.unique_id],
-        )
+        return cls.schema(inputs=[
+            LivePortrait.Input("liveportrait", tooltip="The LivePortrait networks (LivePortrait Loader)."),
+            MotionModel.Input("motion_model", tooltip="The JoyVASA motion generator (Motion Generator Loader)."),
+            Face.Input("face", tooltip="The prepared face (Load Reference Face)."),
+            io.Int.Input("image_index", default=0, min=0, max=4095, tooltip="Which image of a batched reference "
+                         "talks."),
+            io.Int.Input("seed", default=0, **bounds("seed"), tooltip="Noise seed of the motion (each session "
+                         "starts from it)."),
+            io.Float.Input("cfg_scale", default=WEB_CFG_SCALE, **bounds("cfg_scale"), step=0.1, tooltip="Audio "
+                           f"guidance: {WEB_CFG_SCALE} (web demo) for humans, {CLI_CFG_SCALE} the command line's."),
+            io.Int.Input("chunk_frames", default=DEFAULT_CHUNK_FRAMES, min=1, max=100, tooltip="Motion frames made "
+                         "final per step (25 = 1 s): fewer answer sooner, more cost less per second of speech."),
+            io.Int.Input("lookahead_frames", default=DEFAULT_LOOKAHEAD_FRAMES, min=0, max=100, tooltip="Speech (in "
+                         "40 ms frames) a step waits for past the frames it makes final: shorter answers sooner, "
+                         "longer follows the offline result more closely."),
+            io.Boolean.Input("paste_back", default=True, tooltip="Paste the face back into the whole photo (off: the "
+                             "512x512 crop)."),
+        ], is_output_node=True, hidden=[io.Hidden.unique_id])
 
     @classmethod
     def execute(cls, liveportrait, motion_model, face, image_index, seed, cfg_scale, chunk_frames,
                 lookahead_frames, paste_back) -> io.NodeOutput:
-        with node_errors(DISPLAY):
+        with cls.errors():
             name = source_name(str(cls.hidden.unique_id))
             options, stream = live_options(face, seed, cfg_scale, paste_back, chunk_frames, lookahead_frames)
             talking = one_face(face, on_device(liveportrait), image_index)
             source = live_source(lambda: on_device(liveportrait), lambda: on_device(motion_model), talking, options,
-                                 stream, label=DISPLAY)
+                                 stream, label=cls.display())
             HUB.offer(name, source)
             path = f"{PREFIX}/live/?source={name}"
             return io.NodeOutput(ui={"text": [path], "joyvasa_live": [{"path": path, "source": name}]})

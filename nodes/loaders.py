@@ -24,7 +24,6 @@ from ..joyvasa_core.loading import (
 )
 from ..joyvasa_core.model_catalog import MOTION_GENERATOR, liveportrait_feature
 from ..joyvasa_core.types import dtype_name
-from .errors import node_errors
 from .folders import (
     INSIGHTFACE,
     JOYVASA,
@@ -38,6 +37,7 @@ from .folders import (
 )
 from .memory import offload_device, register
 from .progress import ComfyDownloadProgress
+from .schema import FaceDetector, JoyVASANode, LivePortrait, MotionModel, io
 
 DEVICES = ["auto", "cpu", "cuda"]
 DTYPES = ["auto", "fp32", "fp16", "bf16"]
@@ -45,12 +45,13 @@ VARIANTS = ["human", "animal_v1.1", "animal_v1.0"]
 DETECTORS_ALWAYS = ["auto", "bundled_short_range", "bundled_full_range"]
 OFFICIAL_DETECTOR = "official_insightface"
 DOWNLOAD, NEVER_DOWNLOAD = "download missing files", "never download"
-DOWNLOAD_INPUT = ([DOWNLOAD, NEVER_DOWNLOAD], {
-    "default": DOWNLOAD,
-    "tooltip": "Missing model files are fetched from the Hugging Face Hub into ComfyUI's models folder (progress "
-               "per file; HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are honoured). 'never download' stops with an "
-               "error that lists each missing file, its URL and its folder.",
-})
+
+
+def download_input() -> io.Combo.Input:
+    return io.Combo.Input("download", options=[DOWNLOAD, NEVER_DOWNLOAD], default=DOWNLOAD, tooltip=(
+        "Missing model files are fetched from the Hugging Face Hub into ComfyUI's models folder (progress per file; "
+        "HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are honoured). 'never download' stops with an error that lists each "
+        "missing file, its URL and its folder."))
 
 
 def comfy_device(name: str):
@@ -60,42 +61,28 @@ def comfy_device(name: str):
     return resolve_device(name)
 
 
-class JoyVASALivePortraitLoader:
-    DESCRIPTION = (
-        "Loads LivePortrait's five networks (appearance F, motion M, warping W, generator G, stitching S) from "
-        "models/liveportrait: the community safetensors (liveportrait/*.safetensors) or the official release "
-        "(liveportrait/base_models/*.pth + retargeting_models/); animals from liveportrait/animal/ or "
-        "liveportrait_animals/base_models_v1.1/. Missing files are downloaded on first use (human and animal v1.0: "
-        "Kijai/LivePortrait_safetensors, into the folders ComfyUI-LivePortraitKJ uses; animal v1.1: "
-        "KwaiVGI/LivePortrait). dtype is the compute precision of F/M/W/G (keypoint maths stays fp32)."
-    )
-    CATEGORY = "JoyVASA/loaders"
-    FUNCTION = "load"
-    RETURN_TYPES = ("JOYVASA_LIVEPORTRAIT",)
-    RETURN_NAMES = ("liveportrait",)
-    OUTPUT_TOOLTIPS = ("The renderer's networks, on one device.",)
+class JoyVASALivePortraitLoader(JoyVASANode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return cls.schema(inputs=[
+            io.Combo.Input("variant", options=VARIANTS, default="human", tooltip="human portraits, or the animal "
+                           "weights (v1.1 is the newer release)."),
+            io.Combo.Input("device", options=DEVICES, default="auto", tooltip="auto = ComfyUI's device."),
+            io.Combo.Input("dtype", options=DTYPES, default="auto", tooltip="auto = bf16 where the GPU or CPU has "
+                           "native bf16 (AMX / AVX-512 BF16 CPUs: several times faster, same picture), else fp32; the "
+                           "console says which. fp16 can give black frames on some GPUs."),
+            download_input(),
+        ], outputs=[LivePortrait.Output(display_name="liveportrait",
+                                        tooltip="The renderer's networks, on one device.")])
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "variant": (VARIANTS, {"default": "human", "tooltip": "human portraits, or the animal weights "
-                                       "(v1.1 is the newer release)."}),
-                "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
-                "dtype": (DTYPES, {"default": "auto", "tooltip": "auto = bf16 where the GPU or CPU has native bf16 "
-                                   "(AMX / AVX-512 BF16 CPUs: several times faster, same picture), else fp32; the "
-                                   "console says which. fp16 can give black frames on some GPUs."}),
-                "download": DOWNLOAD_INPUT,
-            }
-        }
-
-    @classmethod
-    def IS_CHANGED(cls, variant: str, **_):
+    def fingerprint_inputs(cls, variant: str, **_):
         """The files on disk: a cached model is reloaded (or its files fetched again) once they change or vanish."""
         return feature_fingerprint(model_roots(LIVEPORTRAIT), liveportrait_feature(variant))
 
-    def load(self, variant: str, device: str, dtype: str, download: str = DOWNLOAD):
-        with node_errors("JoyVASA LivePortrait Loader"):
+    @classmethod
+    def execute(cls, variant: str, device: str, dtype: str, download: str = DOWNLOAD) -> io.NodeOutput:
+        with cls.errors():
             root = locate_or_download(model_roots(LIVEPORTRAIT), folder_paths.models_dir, liveportrait_feature(variant),
                                       allow=download == DOWNLOAD, progress=ComfyDownloadProgress())
             dev = comfy_device(device)
@@ -103,46 +90,36 @@ class JoyVASALivePortraitLoader:
             if dtype == "auto":
                 logging.info("JoyVASA LivePortrait Loader: dtype auto -> %s (%s)", dtype_name(models.dtype),
                              auto_dtype(dev)[1])
-            return (register(models, dev),)
+            return io.NodeOutput(register(models, dev))
 
 
-class JoyVASAMotionModelLoader:
-    DESCRIPTION = (
-        "Loads the JoyVASA motion generator (motion_generator_hubert_chinese.pt, with its HuBERT audio encoder) and "
-        "the motion template (motion_template.pkl) from models/joyvasa (the reference's JoyVASA/motion_generator + "
-        "motion_template layout inside it works too). The two files are downloaded from jdh-algo/JoyVASA on first use."
-    )
-    CATEGORY = "JoyVASA/loaders"
-    FUNCTION = "load"
-    RETURN_TYPES = ("JOYVASA_MOTION_MODEL",)
-    RETURN_NAMES = ("motion_model",)
-    OUTPUT_TOOLTIPS = ("The audio-to-motion diffusion model and its de-normalisation template.",)
-
+class JoyVASAMotionModelLoader(JoyVASANode):
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls) -> io.Schema:
         # The released names are always offered (first), present or not: a list is never empty, so ComfyUI never
         # drops the branch, and choosing them fetches them when missing.
         ckpts = [GENERATOR_FILE] + [f for f in list_files(JOYVASA, MOTION_CHECKPOINT_EXTS) if f != GENERATOR_FILE]
         templates = [TEMPLATE_FILE] + [f for f in list_files(JOYVASA, TEMPLATE_EXTS) if f != TEMPLATE_FILE]
-        return {
-            "required": {
-                "checkpoint": (ckpts, {"default": GENERATOR_FILE, "tooltip": f"{GENERATOR_FILE} in models/{JOYVASA} "
-                               "(downloaded when missing), or another checkpoint found there."}),
-                "template": (templates, {"default": TEMPLATE_FILE, "tooltip": f"{TEMPLATE_FILE} (the motion "
-                             f"statistics) in models/{JOYVASA} (downloaded when missing)."}),
-                "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device."}),
-                "dtype": (["fp32", "fp16", "bf16"], {"default": "fp32", "tooltip": "precision of the diffusion "
-                          "transformer and HuBERT."}),
-                "download": DOWNLOAD_INPUT,
-            }
-        }
+        return cls.schema(inputs=[
+            io.Combo.Input("checkpoint", options=ckpts, default=GENERATOR_FILE, tooltip=f"{GENERATOR_FILE} in "
+                           f"models/{JOYVASA} (downloaded when missing), or another checkpoint found there."),
+            io.Combo.Input("template", options=templates, default=TEMPLATE_FILE, tooltip=f"{TEMPLATE_FILE} (the "
+                           f"motion statistics) in models/{JOYVASA} (downloaded when missing)."),
+            io.Combo.Input("device", options=DEVICES, default="auto", tooltip="auto = ComfyUI's device."),
+            io.Combo.Input("dtype", options=["fp32", "fp16", "bf16"], default="fp32", tooltip="precision of the "
+                           "diffusion transformer and HuBERT."),
+            download_input(),
+        ], outputs=[MotionModel.Output(display_name="motion_model", tooltip="The audio-to-motion diffusion model and "
+                                       "its de-normalisation template.")])
 
     @classmethod
-    def IS_CHANGED(cls, checkpoint: str, template: str, **_):
+    def fingerprint_inputs(cls, checkpoint: str, template: str, **_):
         return fingerprint([model_path_or_none(JOYVASA, checkpoint), model_path_or_none(JOYVASA, template)])
 
-    def load(self, checkpoint: str, template: str, device: str, dtype: str, download: str = DOWNLOAD):
-        with node_errors("JoyVASA Motion Generator Loader"):
+    @classmethod
+    def execute(cls, checkpoint: str, template: str, device: str, dtype: str,
+                download: str = DOWNLOAD) -> io.NodeOutput:
+        with cls.errors():
             motion, tpl = model_path_or_none(JOYVASA, checkpoint), model_path_or_none(JOYVASA, template)
             if (motion is None and checkpoint == GENERATOR_FILE) or (tpl is None and template == TEMPLATE_FILE):
                 root = locate_or_download(model_roots(JOYVASA), folder_paths.models_dir, MOTION_GENERATOR,
@@ -153,43 +130,30 @@ class JoyVASAMotionModelLoader:
             models = load_motion_model(None, offload_device(), dtype,
                                        generator_path=motion or model_path(JOYVASA, checkpoint),
                                        template_path=tpl or model_path(JOYVASA, template))
-            return (register(models, comfy_device(device)),)
+            return io.NodeOutput(register(models, comfy_device(device)))
 
 
-class JoyVASAFaceDetectorLoader:
-    DESCRIPTION = (
-        "A face detector for the reference image. bundled_* need no download (MediaPipe's BlazeFace + face mesh "
-        "ported to PyTorch, shipped with the pack; short range for portraits, full range for smaller faces). "
-        f"{OFFICIAL_DETECTOR} is LivePortrait's own (InsightFace det_10g.onnx + 2d106det.onnx in "
-        "models/insightface/models/buffalo_l/, landmark.onnx in models/liveportrait/), listed when installed. auto "
-        "takes the official one when installed, else bundled short range, then full range if it finds no face."
-    )
-    CATEGORY = "JoyVASA/loaders"
-    FUNCTION = "load"
-    RETURN_TYPES = ("JOYVASA_FACE_DETECTOR",)
-    RETURN_NAMES = ("face_detector",)
-    OUTPUT_TOOLTIPS = ("Finds faces and their landmarks for the crop.",)
-
+class JoyVASAFaceDetectorLoader(JoyVASANode):
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls) -> io.Schema:
         options = list(DETECTORS_ALWAYS)
         if _official_root() is not None:
             options.append(OFFICIAL_DETECTOR)
-        return {
-            "required": {
-                "detector": (options, {"default": "auto"}),
-                "device": (DEVICES, {"default": "auto", "tooltip": "auto = ComfyUI's device (the official detector "
-                           "runs with onnxruntime's providers)."}),
-            }
-        }
+        return cls.schema(inputs=[
+            io.Combo.Input("detector", options=options, default="auto"),
+            io.Combo.Input("device", options=DEVICES, default="auto", tooltip="auto = ComfyUI's device (the official "
+                           "detector runs with onnxruntime's providers)."),
+        ], outputs=[FaceDetector.Output(display_name="face_detector", tooltip="Finds faces and their landmarks for "
+                                        "the crop.")])
 
-    def load(self, detector: str, device: str):
-        with node_errors("JoyVASA Face Detector Loader"):
+    @classmethod
+    def execute(cls, detector: str, device: str) -> io.NodeOutput:
+        with cls.errors():
             dev = comfy_device(device)
             if detector.startswith("bundled_"):
-                return (bundled_face_detector("full" if detector.endswith("full_range") else "short", dev),)
+                return io.NodeOutput(bundled_face_detector("full" if detector.endswith("full_range") else "short", dev))
             prefer = "official" if detector == OFFICIAL_DETECTOR else "auto"
-            return (load_face_detector(_official_root(), dev, prefer),)
+            return io.NodeOutput(load_face_detector(_official_root(), dev, prefer))
 
 
 def _official_root() -> str | None:

@@ -141,14 +141,15 @@ class ComfyServer:
 
 
 # Imports the pack the way ComfyUI's nodes.load_custom_node does (module named after its path, package search path =
-# the pack dir), inside the real ComfyUI tree, and prints what it exports. Run in a subprocess so the test process
-# never gets ComfyUI's top-level modules (nodes, utils, server) on its path.
+# the pack dir), inside the real ComfyUI tree, asks its V3 entry point for the nodes and prints what it exports. Run
+# in a subprocess so the test process never gets ComfyUI's top-level modules (nodes, utils, server) on its path.
 READ_EXPORTS = """
-import importlib.util, json, os, sys
+import asyncio, importlib.util, json, os, sys
 sys.path.insert(0, os.getcwd())
 from comfy.cli_args import args
 args.cpu = True
 import utils.extra_config  # binds the `utils` package before comfy/utils.py can shadow it
+from comfy_api.latest import io
 pack = sys.argv[1]
 name = pack.replace(".", "_x_")
 init = os.path.join(pack, "__init__.py")
@@ -156,9 +157,14 @@ spec = importlib.util.spec_from_file_location(name, init, submodule_search_locat
 module = importlib.util.module_from_spec(spec)
 sys.modules[name] = module
 spec.loader.exec_module(module)
+nodes = asyncio.run(asyncio.run(module.comfy_entrypoint()).get_node_list())
+schemas = [n.GET_SCHEMA() for n in nodes]
 print(json.dumps({
-    "NODE_CLASS_MAPPINGS": sorted(module.NODE_CLASS_MAPPINGS),
-    "NODE_DISPLAY_NAME_MAPPINGS": dict(getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {})),
+    "v1_mappings": hasattr(module, "NODE_CLASS_MAPPINGS"),
+    "all_v3": all(issubclass(n, io.ComfyNode) for n in nodes),
+    "node_ids": sorted(s.node_id for s in schemas),
+    "display_names": {s.node_id: s.display_name for s in schemas},
+    "hidden": sorted(s.node_id for s in schemas if s.is_deprecated),
     "WEB_DIRECTORY": getattr(module, "WEB_DIRECTORY", None),
 }))
 """

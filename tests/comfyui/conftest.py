@@ -66,7 +66,7 @@ def comfyui(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def pack_exports(comfyui: ComfyServer) -> dict:
-    """What the pack's ``__init__.py`` exports (``NODE_CLASS_MAPPINGS`` keys, display names, ``WEB_DIRECTORY``),
+    """What the pack's ``__init__.py`` exports (its V3 entry point's node ids and display names, ``WEB_DIRECTORY``),
     read by importing it in a separate interpreter inside the same ComfyUI tree."""
     proc = subprocess.run(
         [sys.executable, "-c", READ_EXPORTS, str(comfyui.pack_dir)],

@@ -23,6 +23,7 @@ comfy.cli_args.args.cpu = True  # a CPU-only torch: ComfyUI's device is the CPU,
 import comfy.model_management as mm  # noqa: E402
 import folder_paths  # noqa: E402
 import torch  # noqa: E402
+import utils.extra_config  # noqa: E402, F401  binds ComfyUI's `utils` package before comfy/utils.py can shadow it (server imports it)
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS: list[dict] = []
@@ -65,13 +66,11 @@ def _load_pack():
 
 
 def _run(pack, node: str, **inputs):
-    """One node, as ComfyUI's executor calls it (V3 ``execute`` or V1 ``FUNCTION``); returns its outputs tuple."""
-    cls = pack.NODE_CLASS_MAPPINGS[node]
-    if hasattr(cls, "define_schema"):
-        out = cls.execute(**inputs)
-        return tuple(out.result) if hasattr(out, "result") else tuple(out)
-    out = getattr(cls(), cls.FUNCTION)(**inputs)
-    return tuple(out["result"]) if isinstance(out, dict) else tuple(out)
+    """One node, as ComfyUI's executor calls a V3 node (on a clone of its class); returns its outputs tuple."""
+    cls = {n.NODE_ID: n for n in sys.modules["joyvasa_pack.nodes"].NODES}[node]
+    cls.GET_SCHEMA()
+    out = cls.PREPARE_CLASS_CLONE({}).execute(**inputs)
+    return tuple(out.result or ())
 
 
 def _managed(pack) -> None:

@@ -19,7 +19,7 @@ from comfyui_harness import prompt_events
 from fixture_support import fixture_dir
 from hub_server import shared_hub, width_configs
 from render_prompts import speech_frames
-from ui_to_api import convert
+from ui_to_api import combo_options, convert
 
 from joyvasa_core.model_catalog import HUMAN, MOTION_GENERATOR, files_for
 
@@ -100,16 +100,16 @@ def test_object_info_answers_while_model_folders_are_missing_or_vanish(comfyui, 
             info = comfyui.object_info(name)[name]  # HTTP 200, or urllib raises
             assert info["name"] == name
         loader = comfyui.object_info("JoyVASAMotionModelLoader")["JoyVASAMotionModelLoader"]["input"]["required"]
-        assert loader["checkpoint"][0][0] == "motion_generator_hubert_chinese.pt"  # never an empty list
-        assert loader["template"][0][0] == "motion_template.pkl"
-        assert loader["download"][0] == ["download missing files", "never download"]
+        assert combo_options(loader["checkpoint"])[0] == "motion_generator_hubert_chinese.pt"  # never an empty list
+        assert combo_options(loader["template"])[0] == "motion_template.pkl"
+        assert combo_options(loader["download"]) == ["download missing files", "never download"]
         assert loader["download"][1]["default"] == "download missing files"
 
     every_node_answers()  # the folders never existed
     (models / "joyvasa" / "sub").mkdir(parents=True)
     (models / "joyvasa" / "sub" / "other.pt").write_bytes(b"x")
     listed = comfyui.object_info("JoyVASAMotionModelLoader")["JoyVASAMotionModelLoader"]["input"]["required"]
-    assert "sub/other.pt" in listed["checkpoint"][0]
+    assert "sub/other.pt" in combo_options(listed["checkpoint"])
     shutil.rmtree(models / "joyvasa")  # vanishes while ComfyUI's listing cache holds it
     every_node_answers()
     assert comfyui.request("GET", "/object_info")  # the whole list too

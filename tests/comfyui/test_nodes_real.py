@@ -19,7 +19,7 @@ import soundfile as sf
 from comfyui_harness import PromptRejected, prompt_events
 from fixture_support import fixture_dir
 from model_folders import write_joyvasa, write_liveportrait
-from ui_to_api import convert
+from ui_to_api import combo_options, convert
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = fixture_dir()
@@ -162,6 +162,8 @@ def test_object_info_lists_every_node_with_its_sockets(comfyui, installed):
         spec = ours[name]
         got_req = {k: "COMBO" if isinstance(v[0], list) else v[0] for k, v in spec["input"]["required"].items()}
         got_opt = {k: "COMBO" if isinstance(v[0], list) else v[0] for k, v in spec["input"].get("optional", {}).items()}
+        # widget order, as saved workflows store their values
+        assert spec["input_order"]["required"] == list(required), name
         assert got_req == required, name
         assert got_opt == optional, name
         assert list(zip(spec["output"], spec["output_name"], strict=True)) == outputs, name
@@ -169,24 +171,25 @@ def test_object_info_lists_every_node_with_its_sockets(comfyui, installed):
         assert spec["description"], f"{name} has no description"
     # Model combos list what models/ holds; the defaults users get are the web demo's.
     loader = ours["JoyVASAMotionModelLoader"]["input"]["required"]
-    assert loader["checkpoint"][0] == ["motion_generator_hubert_chinese.pt"]
-    assert loader["template"][0] == ["motion_template.pkl"]
+    assert combo_options(loader["checkpoint"]) == ["motion_generator_hubert_chinese.pt"]
+    assert combo_options(loader["template"]) == ["motion_template.pkl"]
     sampler = ours["JoyVASASampleMotionDiffusion"]["input"]["required"]
     assert sampler["cfg_scale"][1]["default"] == 4.0
     assert sampler["seed"][1]["control_after_generate"] is True
-    assert sampler["sampler"][0] == ["ddpm", "ddim"]
+    assert combo_options(sampler["sampler"]) == ["ddpm", "ddim"]
     assert sampler["lag_compensation"][1]["default"] is True  # lips in sync unless the reference's timing is asked
     assert ours["JoyVASASampleMotionDiffusion"]["display_name"] == "JoyVASA Sample Motion Diffusion"
     # the old type name still loads saved workflows, hidden from the node library
     assert ours["JoyVASASampleMotion"]["deprecated"] is True
-    assert "deprecated" not in ours["JoyVASASampleMotionDiffusion"]
+    assert not ours["JoyVASASampleMotionDiffusion"].get("deprecated")
     assert ours["JoyVASARenderVideo"]["output_node"] is True
     # every crop the no-face hint names exists
-    crops = ours["JoyVASALoadReferenceFace"]["input"]["required"]["crop"][0]
+    crops = combo_options(ours["JoyVASALoadReferenceFace"]["input"]["required"]["crop"])
     assert crops == ["auto", "face", "box", "mask", "whole", "squeeze"]
-    assert ours["JoyVASAComputeTargetKeypoints"]["input"]["required"]["preset"][0] == ["auto", "web", "cli", "animal"]
+    presets = combo_options(ours["JoyVASAComputeTargetKeypoints"]["input"]["required"]["preset"])
+    assert presets == ["auto", "web", "cli", "animal"]
     assert ours["JoyVASASaveMotion"]["output_node"] is True
-    detectors = ours["JoyVASAFaceDetectorLoader"]["input"]["required"]["detector"][0]
+    detectors = combo_options(ours["JoyVASAFaceDetectorLoader"]["input"]["required"]["detector"])
     assert detectors == ["auto", "bundled_short_range", "bundled_full_range"]  # no official ONNX files installed
 
 
@@ -298,7 +301,8 @@ def test_saved_motion_reloads_unchanged(comfyui, installed):
     prompt, save_id = _motion_prompt(comfyui, "joyvasa/motion")
     first = _saved(comfyui, comfyui.run(prompt, timeout=600), save_id)
     name = f"{first.relative_to(comfyui.base / 'output').as_posix()} [output]"
-    listed = comfyui.object_info("JoyVASALoadMotion")["JoyVASALoadMotion"]["input"]["required"]["motion_file"][0]
+    loader = comfyui.object_info("JoyVASALoadMotion")["JoyVASALoadMotion"]["input"]["required"]
+    listed = combo_options(loader["motion_file"])
     assert name in listed
     reload = {
         "1": {"class_type": "JoyVASALoadMotion", "inputs": {"motion_file": name}},

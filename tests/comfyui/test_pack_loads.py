@@ -42,11 +42,15 @@ def test_pack_imports_without_errors(comfyui):
 
 
 def test_every_exported_node_is_registered(comfyui, pack_exports):
+    # V3 only: a NODE_CLASS_MAPPINGS beside comfy_entrypoint would make ComfyUI load the V1 registry instead
+    assert not pack_exports["v1_mappings"] and pack_exports["all_v3"]
     info = comfyui.object_info()
     module = f"custom_nodes.{comfyui.pack_name}"
     ours = sorted(name for name, spec in info.items() if spec.get("python_module") == module)
-    assert ours == pack_exports["NODE_CLASS_MAPPINGS"], "the server registered a different node set than exported"
-    for name, display in pack_exports["NODE_DISPLAY_NAME_MAPPINGS"].items():
+    assert ours == pack_exports["node_ids"], "the server registered a different node set than exported"
+    assert len(ours) == 23 and pack_exports["hidden"] == ["JoyVASASampleMotion"]  # the old name: saved workflows
+    assert [n for n in ours if info[n]["deprecated"]] == ["JoyVASASampleMotion"]
+    for name, display in pack_exports["display_names"].items():
         assert name in ours, f"display name for unknown node {name}"
         assert info[name]["display_name"] == display
     for name in ours:
@@ -57,7 +61,7 @@ def test_custom_socket_types_have_ui_colours(comfyui, pack_exports):
     """Every JOYVASA_* type a node uses gets a colour from the web extension (and no colour is for a typo)."""
     info = comfyui.object_info()
     used = set()
-    for name in pack_exports["NODE_CLASS_MAPPINGS"]:
+    for name in pack_exports["node_ids"]:
         spec = info[name]
         for section in spec["input"].values():
             used.update(s[0] for s in section.values() if isinstance(s[0], str))

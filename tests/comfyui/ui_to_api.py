@@ -18,6 +18,12 @@ def _options(spec: list) -> dict:
     return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
 
 
+def combo_options(spec: list) -> list:
+    """A COMBO input's choices from /object_info: V1 nodes list them in place of the type, V3 nodes send "COMBO" with
+    an ``options`` list."""
+    return spec[0] if isinstance(spec[0], list) else _options(spec)["options"]
+
+
 def _is_widget(spec: list) -> bool:
     if _options(spec).get("forceInput"):
         return False
