@@ -227,9 +227,9 @@ def make_base(base: Path) -> Path:
     return base
 
 
-def start_server(base: Path, env: dict[str, str] | None = None) -> ComfyServer:
-    """Start ComfyUI on a free loopback port with ``base`` (see :func:`make_base`) and wait until it answers;
-    ``env`` replaces the environment (default: this one, offline for the Hugging Face libraries)."""
+def start_server(base: Path, env: dict[str, str] | None = None, comfyui_dir: Path = COMFYUI_DIR) -> ComfyServer:
+    """Start the ComfyUI of ``comfyui_dir`` on a free loopback port with ``base`` (see :func:`make_base`) and wait
+    until it answers; ``env`` replaces the environment (default: this one, offline for the Hugging Face libraries)."""
     port = free_port()
     log_path = base / "server.log"
     cmd = [
@@ -243,7 +243,7 @@ def start_server(base: Path, env: dict[str, str] | None = None) -> ComfyServer:
     env = dict(env if env is not None else dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
                PYTHONUNBUFFERED="1")
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, cwd=COMFYUI_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(cmd, cwd=comfyui_dir, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = ComfyServer(f"http://127.0.0.1:{port}", base, log_path, process)
     server.frontend = frontend
     t0 = time.monotonic()
