@@ -214,24 +214,32 @@ def _models_line(models: Any) -> str:
             + (f", detector {getattr(models.detector, 'name', 'none')}" if models.detector else ""))
 
 
+def load_with_notes(plan: Any, notes: tuple[str, ...] | list[str], quiet: bool) -> tuple[Any, list]:
+    """Print the job's notes, then fetch what is missing (a bar per file) and load its models: (ModelSet, fetched)."""
+    from .job import load_job_models
+    from .progress import TqdmFileProgress
+
+    for note in notes:
+        _note(note)
+    files_bar = TqdmFileProgress(not quiet)
+    try:
+        return load_job_models(plan, files_bar)
+    finally:
+        files_bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan, check, load, run: the job of ``args``, its progress on tqdm bars and stderr."""
-    from .job import JobReport, check_job, load_job_models, plan_job, run_job
+    from .job import JobReport, check_job, plan_job, run_job
     from .loading import auto_dtype
-    from .progress import TqdmFileProgress, TqdmProgress
+    from .progress import TqdmProgress
     from .types import dtype_name
 
     t0 = time.perf_counter()
     quiet = args.quiet
     plan = plan_job(vars(args))
     inputs = check_job(plan)
-    for note in inputs.notes:
-        _note(note)
-    files_bar = TqdmFileProgress(not quiet)
-    try:
-        models, fetched = load_job_models(plan, files_bar)
-    finally:
-        files_bar.close()
+    models, fetched = load_with_notes(plan, inputs.notes, quiet)
     if fetched:
         _log(f"downloaded {len(fetched)} model files into {plan.models.root}", quiet)
     lp = models.liveportrait

@@ -11,20 +11,15 @@ factor; ``--compare-offline`` adds how far the motion's keypoints are from the l
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .audio import SAMPLE_RATE
 from .errors import JoyVASAError
 from .live.server import LiveLimits
 from .motion.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_LOOKAHEAD_FRAMES, StreamOptions
 from .validate import CLI, number_problem
-
-if TYPE_CHECKING:
-    from .job import JobPlan
-    from .loading import ModelSet
 
 DEFAULT_CHUNK_MS = 200  # what a microphone page sends: 10 ms pieces are common, 200 ms keeps the loop cheap
 NOT_LIVE = ("motion", "motion_from_video", "head_from", "lips_from", "save_motion", "motion_preview",
@@ -148,6 +143,7 @@ def serve_page(args: argparse.Namespace) -> int:
     """No speech file: serve the live page on ``--host``/``--port``, a session per viewer, until Ctrl-C or SIGTERM."""
     from pathlib import Path
 
+    from .cli import load_with_notes
     from .job import plan_job, read_portrait
     from .live.server import DEFAULT_SOURCE, LiveHub, serve
     from .live.source import live_source
@@ -159,7 +155,7 @@ def serve_page(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k not in LIVE_OPTIONS}
     plan = plan_job(values, speech_from_viewers=True)
     image = read_portrait(plan)
-    models = _noted_models(plan, plan.notes, args.quiet)
+    models, _ = load_with_notes(plan, plan.notes, args.quiet)
     face = prepare_face(image, models.liveportrait, models.detector, plan.options)
     stream = StreamOptions(chunk_frames=args.step_frames, lookahead=args.lookahead)
     source = live_source(lambda: models.liveportrait, lambda: models.motion_model, face, plan.options, stream,
@@ -175,6 +171,7 @@ def serve_page(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     """The single job's plan, file checks and model loading for the options that apply to live."""
+    from .cli import load_with_notes
     from .job import check_job, plan_job
 
     values = {k: v for k, v in vars(args).items() if k not in LIVE_OPTIONS}
@@ -182,21 +179,6 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     if plan.audio is None:
         raise JoyVASAError("--audio missing: live needs the speech to push; give a speech file.")
     inputs = check_job(plan)
-    models = _noted_models(plan, inputs.notes, args.quiet)
+    models, _ = load_with_notes(plan, inputs.notes, args.quiet)
     return {"models": models, "image": inputs.image, "wave": inputs.speech, "options": plan.options,
             "out": inputs.outputs["out"], "crf": plan.crf, "overwrite": plan.overwrite}
-
-
-def _noted_models(plan: JobPlan, notes: tuple[str, ...], quiet: bool) -> ModelSet:
-    """Print the plan's notes, then fetch what is missing (a bar per file) and load its models."""
-    from .job import load_job_models
-    from .progress import TqdmFileProgress
-
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr, flush=True)
-    files_bar = TqdmFileProgress(not quiet)
-    try:
-        models, _ = load_job_models(plan, files_bar)
-    finally:
-        files_bar.close()
-    return models
