@@ -102,6 +102,9 @@ RANGES: dict[str, Range] = {
     "port": Range(1, 65535, "a TCP port", integer=True),
     "max_sessions": Range(1, 64, "viewers served at once, each with its own session and worker thread",
                           integer=True),
+    "workers": Range(1, 1024, "Ray actors that run a batch's rows at once", integer=True),
+    "cpus_per_worker": Range(1, 1024, "CPUs each Ray actor holds on a cluster without GPUs", integer=True),
+    "retries": Range(0, 100, "times a row is tried again on another actor after its actor died", integer=True),
 }
 
 ROWS = {  # option names that share a row of RANGES

@@ -161,12 +161,15 @@ def test_ray_option_without_ray_is_one_line(capsys, folder, monkeypatch):
     assert snapshot(folder) == before
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--workers", "0"), ("--retries", "-1"), ("--cpus-per-worker", "0")])
-def test_bad_batch_option(capsys, folder, flag, value):
+@pytest.mark.parametrize(("flag", "value", "use"), [
+    ("--workers", "0", "1 to 1024"), ("--workers", "5000", "1 to 1024"), ("--retries", "-1", "0 to 100"),
+    ("--cpus-per-worker", "0", "1 to 1024")])
+def test_bad_batch_option(capsys, folder, flag, value, use):
     manifest = write_manifest(folder, "m.csv", f"{HEADER}\nportrait.png,speech.wav,a.mp4,1\n")
     before = snapshot(folder)
     code, lines = run(capsys, folder, manifest, flag, value)
-    assert code == 2 and lines == [f"error: {flag} {value}: give {0 if flag == '--retries' else 1} or more."]
+    assert code == 2 and len(lines) == 1
+    assert lines[0].startswith(f"error: {flag} {value}: out of range;") and lines[0].endswith(f"Use {use}.")
     assert snapshot(folder) == before
 
 

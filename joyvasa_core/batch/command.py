@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import JoyVASAError
+from ..errors import JoyVASAError, OptionError
+from ..validate import CLI, number_problem
 from .report import INVALID, Report, RowResult, report_path, skipped
 from .rows import Row, RowError
 
@@ -69,10 +70,10 @@ def _unmake(made: list[Path]) -> None:
 
 def _check_batch_options(args: argparse.Namespace) -> None:
     """The batch's own options, before the manifest is read; with ``--ray``, Ray itself (an optional package)."""
-    for name, value, least in (("workers", args.workers, 1), ("cpus_per_worker", args.cpus_per_worker, 1),
-                               ("retries", args.retries, 0)):
-        if value is not None and value < least:
-            raise JoyVASAError(f"--{name.replace('_', '-')} {value}: give {least} or more.")
+    problem = number_problem({"workers": args.workers, "cpus_per_worker": args.cpus_per_worker,
+                              "retries": args.retries}, CLI)
+    if problem:
+        raise OptionError(problem)
     if args.ray is not None:
         from .ray_runner import import_ray
 
