@@ -83,9 +83,8 @@ def group_problems(browser, result: dict, settle=lambda: None) -> list[str]:
     for i, a in enumerate(groups):
         problems += [f"group {a['title']!r} overlaps group {b['title']!r}" for b in groups[i + 1 :]
                      if _overlap(a["bounds"], b["bounds"])]
-    first = groups[0]["bounds"]
     for g in groups:
-        shift = (first[0] - g["bounds"][0], first[1] - g["bounds"][1])
+        shift = shift_to(groups, g)
         browser.js(PAN, *shift)
         settle()
         seen = measure(browser)
@@ -97,6 +96,19 @@ def group_problems(browser, result: dict, settle=lambda: None) -> list[str]:
         problems += [f"group {g['title']!r} is not wholly on screen: {p}"
                      for p in _off_screen(seen["view"], [{"type": "group", "id": g["title"], "bounds": g["bounds"]}])]
     return problems
+
+
+def shift_to(groups: list[dict], group: dict) -> tuple[float, float]:
+    """The ``PAN`` that moves ``group`` (at the saved 100%) to where the first group is at the saved view: how a
+    user pans to a group, and how ``group_problems`` measures it."""
+    first, bounds = groups[0]["bounds"], group["bounds"]
+    return first[0] - bounds[0], first[1] - bounds[1]
+
+
+def groups_on_screen(result: dict) -> list[str]:
+    """The titles of the groups wholly on screen, right of the side bar, at ``result``'s view."""
+    return [g["title"] for g in result["groups"]
+            if not _off_screen(result["view"], [{"type": "group", "id": g["title"], "bounds": g["bounds"]}])]
 
 
 def problems_at_saved_view(browser, settle=lambda: None) -> list[str]:

@@ -22,7 +22,7 @@ import pytest
 from browser_layout import COVERED_POINTS, problems_at_saved_view
 from comfyui_harness import free_port
 from fixture_support import fixture_dir
-from ui_driver import node_js, upload_template_inputs
+from ui_driver import PLAYERS_READY, node_js, upload_template_inputs
 from ui_to_api import convert
 from webdriver import Browser, require_browser
 
@@ -131,18 +131,6 @@ for (const node of window.app.graph._nodes) {
     if (node.type === "JoyVASASaveMotion") node.onExecuted({motion: [motion]});
 }
 window.app.graph.setDirtyCanvas(true, true);
-"""
-# the players and images of the nodes in view loaded (the frontend loads those off screen only once they are in view)
-PLAYERS_READY = """
-const [x, y, w, h] = window.app.canvas.visible_area;
-const seen = window.app.graph._nodes.filter((n) => {
-    const [nx, ny, nw, nh] = n.getBounding();
-    return nx < x + w && x < nx + nw && ny < y + h && y < ny + nh;
-});
-const nodes = seen.filter((n) => ["JoyVASARenderVideo", "SaveVideo", "LoadVideo"].includes(n.type));
-const previews = seen.filter((n) => n.type === "PreviewImage");
-return nodes.every((n) => n.videoContainer?.querySelector("video")?.readyState >= 2) &&
-    previews.every((n) => n.imgs?.[0]?.complete && n.imgs[0].naturalWidth > 0);
 """
 
 

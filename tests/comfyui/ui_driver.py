@@ -25,6 +25,24 @@ OPEN_TEMPLATE = """
 const card = Array.from(document.querySelectorAll("[role=dialog] h3")).find((e) => e.innerText === arguments[0]);
 card.closest(".cursor-pointer").click();
 """
+# Page code: the nodes in view (the frontend loads a node's player or image only once the node is in view).
+IN_VIEW = """
+const [x, y, w, h] = window.app.canvas.visible_area;
+const seen = window.app.graph._nodes.filter((n) => {
+    const [nx, ny, nw, nh] = n.getBounding();
+    return nx < x + w && x < nx + nw && ny < y + h && y < ny + nh;
+});
+"""
+VIDEO_NODES = '["JoyVASARenderVideo", "SaveVideo", "LoadVideo"]'
+# the players and images of the nodes in view loaded
+PLAYERS_READY = IN_VIEW + f"""
+const nodes = seen.filter((n) => {VIDEO_NODES}.includes(n.type));
+const previews = seen.filter((n) => n.type === "PreviewImage");
+return nodes.every((n) => n.videoContainer?.querySelector("video")?.readyState >= 2) &&
+    previews.every((n) => n.imgs?.[0]?.complete && n.imgs[0].naturalWidth > 0);
+"""
+# the ids of the video nodes in view
+VIDEOS_IN_VIEW = IN_VIEW + f"return seen.filter((n) => {VIDEO_NODES}.includes(n.type)).map((n) => String(n.id));"
 
 
 def node_js(node_type: str) -> str:
