@@ -86,12 +86,19 @@ def middle_frame(path: Path) -> np.ndarray:
     return frames[len(frames) // 2]
 
 
-def thumbnail(frame: np.ndarray) -> np.ndarray:
-    """Centre square of ``frame`` at THUMBNAIL px."""
-    h, w = frame.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return cv2.resize(frame[top : top + side, left : left + side], (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
+def thumbnail(frames: list[np.ndarray]) -> np.ndarray:
+    """THUMBNAIL px square: the centre square of one frame; of several (a template that makes several videos), the
+    centre strips of each side by side, so each card shows what its template makes."""
+    strips = []
+    for frame in frames:
+        h, w = frame.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = cv2.resize(frame[top : top + side, left : left + side], (THUMBNAIL, THUMBNAIL),
+                            interpolation=cv2.INTER_AREA)
+        width = THUMBNAIL // len(frames)
+        strips.append(square[:, (THUMBNAIL - width) // 2 : (THUMBNAIL + width) // 2])
+    return cv2.resize(np.hstack(strips), (THUMBNAIL, THUMBNAIL), interpolation=cv2.INTER_AREA)
 
 
 def driving_video(photo: Path, path: Path) -> Path:
@@ -170,7 +177,7 @@ def write_index(shots: dict[str, list[tuple[str, list[str]]]], real_weights: boo
 
 
 def make_media(server, work: Path) -> dict[str, list[tuple[str, list[str]]]]:
-    """Every template opened, run and shot; its thumbnail from the first video it made."""
+    """Every template opened, run and shot; its thumbnail from the videos it made."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     shots = {}
     with Browser(free_port(), window=SCREEN) as browser:
@@ -182,9 +189,8 @@ def make_media(server, work: Path) -> dict[str, list[tuple[str, list[str]]]]:
             open_template(browser, name)
             made = videos(click_run(server, browser))
             shots[name] = screenshots(browser, name, made)
-            first = server.output_path(made[min(made, key=int)])
-            cv2.imwrite(str(REPO / "workflows" / f"{name}.jpg"), thumbnail(middle_frame(first)),
-                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+            frames = [middle_frame(server.output_path(made[n])) for n in sorted(made, key=int)]
+            cv2.imwrite(str(REPO / "workflows" / f"{name}.jpg"), thumbnail(frames), [cv2.IMWRITE_JPEG_QUALITY, 90])
             print(f"{name}: {len(made)} video(s), {len(shots[name])} screenshot(s) and the thumbnail written in "
                   f"{time.monotonic() - t0:.0f} s", flush=True)
     return shots
