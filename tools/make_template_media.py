@@ -135,6 +135,7 @@ def show_run(browser, made: dict[str, dict]) -> None:
 
 
 def slug(title: str) -> str:
+    """A group title as a file-name part: "Face B" -> "face_b"."""
     return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
 
 
