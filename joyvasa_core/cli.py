@@ -173,7 +173,7 @@ def _add_motion_options(p: argparse.ArgumentParser) -> None:
                    "from this source; the expression comes from --motion, else the speech, else the video")
     p.add_argument("--lips-from", choices=MOTION_SOURCES, help="take the lips from this source")
     p.add_argument("--blinks", choices=BLINK_MODES, help="add blinks: on, if_none (only when the "
-                   "motion has none) or off [off]")
+                   "motion has none; not live) or off [off; live: on]")
     p.add_argument("--blink-rate", type=float, help="blinks per minute with --blinks [15]")
     p.add_argument("--motion-preview", metavar="PNG", help="also draw the motion over time, with the speech (.png)")
     p.add_argument("--export-template", metavar="PKL", help="also write the motion as a LivePortrait driving "

@@ -18,12 +18,13 @@ from typing import Any
 from .audio import SAMPLE_RATE
 from .errors import JoyVASAError
 from .live.server import LiveLimits
+from .motion.blinks import LIVE_BLINK_MODES, LIVE_BLINKS
 from .motion.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_LOOKAHEAD_FRAMES, StreamOptions
 from .validate import CLI, number_problem
 
 DEFAULT_CHUNK_MS = 200  # what a microphone page sends: 10 ms pieces are common, 200 ms keeps the loop cheap
 NOT_LIVE = ("motion", "motion_from_video", "head_from", "lips_from", "save_motion", "motion_preview",
-            "export_template", "blinks")  # single-job options live does not take (blinks: a schedule over the clip)
+            "export_template")  # single-job options live does not take
 LIVE_OPTIONS = ("lookahead", "step_frames", "chunk_ms", "realtime", "compare_offline", "host", "port",
                 "max_sessions")
 
@@ -46,6 +47,7 @@ def build_live_parser() -> argparse.ArgumentParser:
     p.prog = "python -m joyvasa_core live"
     p.description = ("Drive a live session from a speech file: frames come out while the speech is pushed in pieces; "
                      "prints the latency figures.")
+    p.set_defaults(blinks=LIVE_BLINKS)  # an idle face that never blinks looks frozen (README, Live)
     p.add_argument("--lookahead", type=_lookahead, default=DEFAULT_LOOKAHEAD_FRAMES, metavar="FRAMES|all",
                    help="frames of speech (40 ms each) a motion step waits for past the frames it finishes; 'all' = "
                         f"whole windows, the offline result [{DEFAULT_LOOKAHEAD_FRAMES}]")
@@ -72,6 +74,9 @@ def _check_live_args(args: argparse.Namespace) -> None:
         if getattr(args, key) != OPTION_DEFAULTS[key]:
             raise JoyVASAError(f"--{key.replace('_', '-')}: does not apply to live (the motion comes from the speech "
                                "as it arrives, into one video); drop it, or use the single job.")
+    if args.blinks not in LIVE_BLINK_MODES:
+        raise JoyVASAError(f"--blinks {args.blinks}: live cannot look for blinks in a motion that is still being "
+                           f"made; use {' or '.join(LIVE_BLINK_MODES)}.")
     numbers = {key: getattr(args, key) for key in ("lookahead", "step_frames", "chunk_ms", "port", "max_sessions")}
     problem = number_problem(numbers, CLI)  # the bounds every front end uses (validate.RANGES)
     if problem:
@@ -109,7 +114,8 @@ def run_live(args: argparse.Namespace) -> int:
     job = _prepare(args)
     stream = StreamOptions(chunk_frames=args.step_frames, lookahead=args.lookahead)
     wave = job["wave"]
-    with torch.inference_mode(), LiveSession(job["models"], job["image"], job["options"], stream) as session:
+    with torch.inference_mode(), LiveSession(job["models"], job["image"], job["options"], stream,
+                                             blinks=job["blinks"]) as session:
         keypoints = []
         with VideoWriter(job["out"], fps=session.stats.fps, crf=job["crf"], audio=wave,
                          overwrite=job["overwrite"]) as out:
@@ -133,7 +139,8 @@ def _compare(job: dict[str, Any], face: Any, keypoints: Any) -> str:
 
     from .live.session import LiveSession
 
-    with LiveSession(job["models"], face, job["options"], StreamOptions(lookahead=None), render=False) as offline:
+    with LiveSession(job["models"], face, job["options"], StreamOptions(lookahead=None), render=False,
+                     blinks=job["blinks"]) as offline:
         frames = list(offline.push(job["wave"], SAMPLE_RATE)) + list(offline.finish())
     mean, worst = keypoint_rmse(keypoints, torch.stack([f.keypoints for f in frames]))
     return f"; keypoint RMSE per frame vs look-ahead all: mean {mean:.4g}, worst {worst:.4g}"
@@ -159,7 +166,7 @@ def serve_page(args: argparse.Namespace) -> int:
     face = prepare_face(image, models.liveportrait, models.detector, plan.options)
     stream = StreamOptions(chunk_frames=args.step_frames, lookahead=args.lookahead)
     source = live_source(lambda: models.liveportrait, lambda: models.motion_model, face, plan.options, stream,
-                         label=Path(plan.image).name)
+                         label=Path(plan.image).name, blinks=plan.blinks)
     hub = LiveHub(LiveLimits(max_sessions=args.max_sessions))
     hub.offer(DEFAULT_SOURCE, source)
     try:
@@ -181,4 +188,4 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     inputs = check_job(plan)
     models, _ = load_with_notes(plan, inputs.notes, args.quiet)
     return {"models": models, "image": inputs.image, "wave": inputs.speech, "options": plan.options,
-            "out": inputs.outputs["out"], "crf": plan.crf, "overwrite": plan.overwrite}
+            "out": inputs.outputs["out"], "crf": plan.crf, "overwrite": plan.overwrite, "blinks": plan.blinks}

@@ -208,7 +208,7 @@ def plan_job(
     page's viewers as they speak: a portrait, no speech file and no output (``read_portrait`` is its file check)."""
     from .download import user_models_dir
     from .loading import resolve_device
-    from .motion.blinks import BlinkOptions
+    from .motion.blinks import job_blinks
 
     v = option_values(values) if speech_from_viewers else _with_example(option_values(values))
     if speech_from_viewers and v["image"] is None:
@@ -224,7 +224,7 @@ def plan_job(
         v["seed"] = (draw_seed or (lambda: secrets.randbelow(SEED_DRAW_LIMIT)))()
     try:
         options = _animate_options(v)
-        blinks = BlinkOptions(mode=v["blinks"], rate=v["blink_rate"], seed=v["seed"] % 2**32)
+        blinks = job_blinks(v["blinks"], v["seed"], v["blink_rate"])
     except (TypeError, ValueError) as exc:
         raise JoyVASAError(f"options: {exc}") from None
     sources = MotionSources("speech" if speech_from_viewers else expression_source(v), v["head_from"], v["lips_from"])

@@ -10,6 +10,9 @@ from ..joyvasa_core.live.server import LiveHub, live_routes
 from ..joyvasa_core.live.source import (
     DEFAULT_CHUNK_FRAMES,
     DEFAULT_LOOKAHEAD_FRAMES,
+    DEFAULT_RATE,
+    LIVE_BLINK_MODES,
+    LIVE_BLINKS,
     live_options,
     live_source,
     one_face,
@@ -49,17 +52,22 @@ class JoyVASALive(JoyVASANode):
                          "longer follows the offline result more closely."),
             io.Boolean.Input("paste_back", default=True, tooltip="Paste the face back into the whole photo (off: the "
                              "512x512 crop)."),
+            io.Combo.Input("blinks", options=list(LIVE_BLINK_MODES), default=LIVE_BLINKS, tooltip="Blink on a seeded "
+                           "natural schedule while talking and while idle (off: only the blinks the motion makes)."),
+            io.Float.Input("blink_rate", default=DEFAULT_RATE, **bounds("blink_rate"), step=0.5, tooltip="Blinks "
+                           "per minute on average (people blink 15-20 times a minute)."),
         ], is_output_node=True, hidden=[io.Hidden.unique_id])
 
     @classmethod
     def execute(cls, liveportrait, motion_model, face, image_index, seed, cfg_scale, chunk_frames,
-                lookahead_frames, paste_back) -> io.NodeOutput:
+                lookahead_frames, paste_back, blinks, blink_rate) -> io.NodeOutput:
         with cls.errors():
             name = source_name(str(cls.hidden.unique_id))
-            options, stream = live_options(face, seed, cfg_scale, paste_back, chunk_frames, lookahead_frames)
+            options, stream, blinking = live_options(face, seed, cfg_scale, paste_back, chunk_frames,
+                                                     lookahead_frames, blinks, blink_rate)
             talking = one_face(face, on_device(liveportrait), image_index)
             source = live_source(lambda: on_device(liveportrait), lambda: on_device(motion_model), talking, options,
-                                 stream, label=cls.display())
+                                 stream, label=cls.display(), blinks=blinking)
             HUB.offer(name, source)
             path = f"{PREFIX}/live/?source={name}"
             return io.NodeOutput(ui={"text": [path], "joyvasa_live": [{"path": path, "source": name}]})

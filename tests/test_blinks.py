@@ -17,11 +17,14 @@ from joyvasa_core.keypoints import EYE_KEYPOINTS, KeypointOptions
 from joyvasa_core.loading import load_liveportrait
 from joyvasa_core.motion.blinks import (
     BlinkOptions,
+    BlinkSchedule,
+    LiveBlinks,
     apply_blinks,
     blink_delta,
     blink_times,
     closure_curve,
     has_blinks,
+    job_blinks,
 )
 from joyvasa_core.motion.edit import fit_length
 from joyvasa_core.motion.sequence import FRAME_FIELDS
@@ -121,3 +124,34 @@ def test_blinks_move_only_the_eyes_through_the_retargeting_network(lp_models, sp
     web = KeypointOptions.web()
     assert torch.equal(compute_target_keypoints(lp_models, appearance, motion, web).x_d[~closed],
                        compute_target_keypoints(lp_models, appearance, speech, web).x_d[~closed])
+
+
+def test_live_schedule_is_the_offline_one_decided_block_by_block(speech):
+    """The live track, asked for in irregular blocks of frames (as a session's frames become final), is the same
+    whatever the blocks, equals the offline track frame for frame, except a last blink the offline clip's end would
+    cut short (the offline job leaves it out; live cannot know the end is near, so it shows it until it stops)."""
+    opts = BlinkOptions(rate=120, duration=0.25, seed=7)
+    n = 55  # 2.2 s: the fifth blink (2.04 s) would end past the clip
+    blocks = (3, 1, 7, 10, 2, 13, 4, 15)
+    live, first = [], 0
+    maker = LiveBlinks.of(opts, 25)
+    for size in blocks:
+        live.append(maker.track(first, size))
+        first += size
+    live = torch.cat(live).reshape(-1)
+    assert torch.equal(live, LiveBlinks(opts, 25).track(0, n).reshape(-1)), "the blocks change nothing"
+    starts = BlinkSchedule(25, 120, 0.25, 7).until(n / 25)
+    assert len(starts) == 5 and starts[-1] + 0.25 > n / 25
+    assert np.array_equal(blink_times(n, 25, 120, 0.25, 7), starts[:-1]), "offline: the schedule less the cut blink"
+    offline = apply_blinks(fit_length(speech, n, "loop"), opts).eye_open.reshape(-1)
+    cut = int(np.floor(starts[-1] * 25)) + 1  # the first frame the last blink closes the eyes
+    assert torch.equal(live[:cut], offline[:cut]) and bool((offline[cut:] == 1).all())
+    assert float(live[cut:].min()) < 0.5, "live shows the blink the clip's end cuts short"
+    assert len(_runs(live.numpy() < 0.5)) == 5 and len(_runs(offline.numpy() < 0.5)) == 4
+    # Openness without blinks; off with the portrait's own eyes changes nothing; if_none needs the whole motion.
+    wide = LiveBlinks.of(BlinkOptions(mode="off", openness=1.2), 25).track(0, 4)
+    assert torch.equal(wide, torch.full((4, 1), 1.2))
+    assert LiveBlinks.of(BlinkOptions(mode="off"), 25) is None
+    with pytest.raises(ValueError, match="live takes off or on, not 'if_none'"):
+        LiveBlinks(BlinkOptions(mode="if_none"), 25)
+    assert job_blinks("on", 2**32 + 7, 120) == opts, "a job's seed seeds its blinks (low 32 bits)"

@@ -233,7 +233,11 @@ def test_refused_message_shows_on_the_page_while_others_go_on(live):
                           "or give --audio to drive the session from a file."),
      (["--max-sessions", "0"], "error: --max-sessions 0: out of range; viewers served at once, each with its own "
                                "session and worker thread. Use 1 to 64."),
-     (["--port", "70000"], "error: --port 70000: out of range; a TCP port. Use 1 to 65535.")],
+     (["--port", "70000"], "error: --port 70000: out of range; a TCP port. Use 1 to 65535."),
+     (["--blinks", "if_none"], "error: --blinks if_none: live cannot look for blinks in a motion that is still being "
+                               "made; use off or on."),
+     (["--blink-rate", "-1"], "error: --blink-rate -1.0: out of range; blinks per minute (people blink 15-20 times a "
+                              "minute). Use 0.0 to 120.0.")],
 )
 def test_page_options_are_refused_in_one_line(extra, message, capsys, tmp_path):
     code = cli.main(["live", "--image", str(fixture_path("astronaut.png")), "--models", str(tmp_path), *extra])

@@ -18,14 +18,23 @@ from model_folders import write_joyvasa, write_liveportrait
 
 from joyvasa_core import cli
 from joyvasa_core.images import read_image
+from joyvasa_core.keypoints import EYE_KEYPOINTS
 from joyvasa_core.live import LiveSession
+from joyvasa_core.live.source import live_options, live_source
 from joyvasa_core.loading import load_models
-from joyvasa_core.motion.streaming import StreamOptions
-from joyvasa_core.pipeline import animate_options, prepare_face
+from joyvasa_core.motion.blinks import BlinkOptions, BlinkSchedule, apply_blinks, closure_curve, job_blinks
+from joyvasa_core.motion.sequence import FRAME_FIELDS, MotionSequence
+from joyvasa_core.motion.streaming import MotionStream, StreamOptions
+from joyvasa_core.pipeline import animate_options, compute_target_keypoints, prepare_face
 
 CLIP_SECONDS = 0.4  # of the fixture speech: 10 frames
 PIECE = 1280  # 80 ms pushes
 SHORT = StreamOptions(chunk_frames=3, lookahead=2)
+BLINKS = job_blinks("on", 7, 120)  # the test seed's schedule at the fastest rate: blinks at 0.46, 0.85, 1.21 s, ...
+NO_BLINKS = BlinkOptions(mode="off")
+EYES = list(EYE_KEYPOINTS)
+FAST = {"seed": 7, "scheduler": "ddim", "num_steps": 2}  # the blink tests' sampler: the motion's quality is not theirs
+BLINK_STREAM = StreamOptions(chunk_frames=10, lookahead=2)
 
 
 class FakeClock:
@@ -90,7 +99,8 @@ def test_live_idle_gap_keeps_25_fps_with_the_silence_motion(setup):
     wave, rate = setup["wave"], setup["rate"]
     half = len(wave) // 2
     clock = FakeClock()
-    idle = LiveSession(setup["models"], setup["face"], setup["options"], SHORT, render=False, clock=clock)
+    idle = LiveSession(setup["models"], setup["face"], setup["options"], SHORT, render=False, clock=clock,
+                       blinks=BLINKS)
     before = list(idle.push(wave[:half], rate))
     clock.now += half / rate  # the speech took its own time to arrive
     gap_frames = []
@@ -104,12 +114,87 @@ def test_live_idle_gap_keeps_25_fps_with_the_silence_motion(setup):
     frames = before + gap_frames + after
     assert [f.index for f in frames] == list(range(frame_count(len(wave) + filled, rate)))
 
-    pushed = LiveSession(setup["models"], setup["face"], setup["options"], SHORT, render=False)
+    # Blinks on (120 a minute): the schedule closes the eyes during the gap, and it is still the same motion.
+    starts = BlinkSchedule(25, BLINKS.rate, BLINKS.duration, BLINKS.seed).until(len(frames) / 25)
+    closure = closure_curve(len(frames), 25, starts, BLINKS.duration)
+    assert closure[gap_frames[0].index : gap_frames[-1].index + 1].max() > 0.9, "the idle face blinks"
+
+    pushed = LiveSession(setup["models"], setup["face"], setup["options"], SHORT, render=False, blinks=BLINKS)
     same = list(pushed.push(wave[:half], rate)) + list(pushed.push(np.zeros(filled, np.float32), rate))
     same += list(pushed.push(wave[half:], rate)) + list(pushed.finish())
     assert torch.equal(torch.stack([f.keypoints for f in frames]), torch.stack([f.keypoints for f in same]))
     idle.close()
     pushed.close()
+
+
+def session_keypoints(setup, blinks: BlinkOptions, piece: int, idle_s: float) -> torch.Tensor:
+    """The speech pushed in pieces of ``piece`` samples, ``idle_s`` seconds of ``idle()``, finish: every frame's
+    keypoints (the eyes the render used), in order."""
+    wave, rate = setup["wave"], setup["rate"]
+    options = animate_options(sampling=FAST)
+    with LiveSession(setup["models"], setup["face"], options, BLINK_STREAM, render=False, blinks=blinks) as live:
+        frames = [f for lo in range(0, len(wave), piece) for f in live.push(wave[lo : lo + piece], rate)]
+        frames += list(live.idle(idle_s)) + list(live.finish())
+    assert [f.index for f in frames] == list(range(len(frames)))
+    return torch.stack([f.keypoints for f in frames])
+
+
+def streamed_motion(setup, idle_s: float) -> MotionSequence:
+    """The motion a session samples for the speech and the silence after it, from the motion stream alone."""
+    motion_model = setup["models"].motion_model
+    stream = MotionStream(motion_model.generator, motion_model.template, animate_options(sampling=FAST).sampling,
+                          BLINK_STREAM)
+    stream.feed(torch.from_numpy(np.concatenate([setup["wave"], np.zeros(int(idle_s * setup["rate"]), np.float32)])))
+    stream.finish()
+    chunks = [m for _, m in stream.frames()]
+    return MotionSequence(**{k: torch.cat([getattr(m, k) for m in chunks]) for k in FRAME_FIELDS}, fps=25)
+
+
+def test_live_blinks_follow_the_offline_schedule_talking_and_idle(setup):
+    """Blinks on (120 a minute, the test's seed): 0.4 s of speech then 1.4 s idle. The eye keypoints move at exactly
+    the scheduled blink frames (the offline schedule, all while idle here) and every frame between blinks is the
+    blink-free one; pushing the speech in other pieces changes nothing (causal); and the frames are the offline
+    render's keypoints of the same motion with ``--blinks on``, up to the last blink, which the offline clip's end
+    would cut short: the offline job leaves it out, live (which cannot know the end is near) shows it."""
+    idle_s = 1.4
+    on = session_keypoints(setup, BLINKS, PIECE, idle_s)
+    off = session_keypoints(setup, NO_BLINKS, PIECE, idle_s)
+    n = len(on)
+    assert n == round((CLIP_SECONDS + idle_s) * 25)
+    assert torch.equal(session_keypoints(setup, BLINKS, 333, idle_s), on), "causal: the pieces change nothing"
+    starts = BlinkSchedule(25, BLINKS.rate, BLINKS.duration, BLINKS.seed).until(n / 25)
+    closure = closure_curve(n, 25, starts, BLINKS.duration)
+    moved = (on[:, EYES] - off[:, EYES]).abs().amax(dim=(1, 2)).numpy()
+    assert np.array_equal(moved > 0, closure > 0), "the eyes move exactly at the scheduled blinks"
+    assert np.corrcoef(closure, moved)[0, 1] > 0.95, "the eyes move as far as the lids close"
+    assert torch.equal(on[closure == 0], off[closure == 0]), "open eyes: the blink-free frames"
+    assert len(starts) == 4 and min(starts) > CLIP_SECONDS, "every blink while idle"
+    models, appearance = setup["models"].liveportrait, setup["face"].appearance
+    keypoint_options = setup["options"].keypoints
+    motion = streamed_motion(setup, idle_s)
+    offline = compute_target_keypoints(models, appearance, apply_blinks(motion, BLINKS), keypoint_options).x_d
+    plain = compute_target_keypoints(models, appearance, motion, keypoint_options).x_d
+    cut = int(np.floor(starts[-1] * 25)) + 1  # the first frame of the blink the offline clip leaves out
+    assert torch.allclose(off, plain, atol=1e-5) and torch.allclose(on[:cut], offline[:cut], atol=1e-5)
+    assert torch.equal(offline[cut:], plain[cut:]) and moved[cut:].max() > 1e-4
+
+
+def test_live_front_ends_give_every_session_their_blinks(setup):
+    """The node's widgets and the page server's source: the blinks reach each session, seeded by the job's seed;
+    without any, a session blinks by default (15 a minute, the session's seed)."""
+    _, _, blinks = live_options(setup["face"].reference, 2**32 + 7, 4.0, True, 3, 2, "on", 120.0)
+    assert blinks == BLINKS
+    models = setup["models"]
+
+    def opened(**extra) -> BlinkOptions | None:
+        source = live_source(lambda: models.liveportrait, lambda: models.motion_model, setup["face"],
+                             setup["options"], SHORT, **extra)
+        with source.open_session() as session:
+            return None if session.blinks is None else session.blinks.options
+
+    assert opened(blinks=blinks) == BLINKS
+    assert opened() == BlinkOptions(mode="on", rate=15.0, seed=7)
+    assert opened(blinks=NO_BLINKS) is None
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
@@ -127,7 +212,8 @@ def test_live_command_lookahead_all_is_the_offline_video(setup):
     """``live --lookahead all`` and the single job, same seed and options: the same frame count, round(seconds x
     25), the same pictures (up to the encoder), and the figures line with a zero keypoint RMSE against itself."""
     common = ["--image", setup["image"], "--audio", setup["speech"], "--models", setup["root"] / "models",
-              "--no-download", "--device", "cpu", "--dtype", "fp32", "--seed", "7", "--quiet"]
+              "--no-download", "--device", "cpu", "--dtype", "fp32", "--seed", "7", "--blinks", "on", "--blink-rate",
+              "120", "--quiet"]
     live_out, offline_out = setup["root"] / "live.mp4", setup["root"] / "offline.mp4"
     live = run_cli("live", *common, "--out", live_out, "--lookahead", "all", "--chunk-ms", "120",
                    "--compare-offline")
@@ -144,7 +230,9 @@ def test_live_command_lookahead_all_is_the_offline_video(setup):
 
 @pytest.mark.parametrize("extra,message", [
     (["--motion", "m.safetensors"], "--motion: does not apply to live"),
-    (["--blinks", "on"], "--blinks: does not apply to live"),
+    (["--blinks", "if_none"], "--blinks if_none: live cannot look for blinks in a motion that is still being made; "
+                              "use off or on."),
+    (["--blink-rate", "500"], "--blink-rate 500.0: out of range"),
     (["--step-frames", "0"], "--step-frames 0: out of range"),
     (["--step-frames", "101"], "--step-frames 101: out of range"),
     (["--chunk-ms", "0"], "--chunk-ms 0"),

@@ -5,7 +5,9 @@ compression done once) and the options. ``push`` takes speech at any rate and ch
 returns (or ``frames()``) samples the motion steps the speech allows (``motion.streaming.MotionStream``), composes the
 keypoints against the first frame, renders and pastes back, frame by frame. ``idle`` and ``keep_alive`` feed silence,
 so the face keeps the model's own silence motion at 25 fps while nobody speaks and speech that resumes continues the
-same motion. ``finish`` flushes; ``close`` frees everything the session made.
+same motion. Blinks (on by default, ``motion.blinks.LIVE_BLINKS``) come from the offline job's schedule, decided frame
+block by frame block as the frames become final, talking or idle, through the eye-retargeting network as the
+offline render applies them. ``finish`` flushes; ``close`` frees everything the session made.
 
 Threads: ``push``/``idle``/``keep_alive``/``finish`` may come from any thread (a lock guards the speech); one consumer
 iterates the frames. Transport-agnostic: the file command, the bench and a web page drive the same calls.
@@ -26,6 +28,7 @@ import torch
 from ..audio import SAMPLE_RATE
 from ..audio.stream import StreamResampler
 from ..loading import ModelSet
+from ..motion.blinks import LIVE_BLINKS, BlinkOptions, LiveBlinks, job_blinks
 from ..motion.sequence import MotionSequence
 from ..motion.streaming import MotionStream, StreamOptions
 from ..pipeline import (
@@ -65,11 +68,13 @@ class LiveFrame:
 class LiveSession:
     """Talking-head frames from speech still arriving (see the module docstring). ``face`` is a prepared
     ``SourceFace`` (shared by sessions of the same portrait) or the portrait image to prepare; ``render`` False
-    gives the keypoints only (motion figures, comparisons)."""
+    gives the keypoints only (motion figures, comparisons); ``blinks`` None: the live default at 15 a minute, seeded
+    by the session's seed as the offline job seeds them."""
 
     def __init__(
         self, models: ModelSet, face: Any, options: AnimateOptions | None = None,
         stream: StreamOptions | None = None, render: bool = True, clock: Callable[[], float] = time.perf_counter,
+        blinks: BlinkOptions | None = None,
     ) -> None:
         if models.motion_model is None:
             raise ValueError("live session: the models hold no motion generator; load them with the motion model")
@@ -84,6 +89,7 @@ class LiveSession:
         mm = models.motion_model
         self.motion = MotionStream(mm.generator, mm.template, self.options.sampling, stream)
         self.options = replace(self.options, sampling=self.motion.options)  # the seed drawn, when none was given
+        self.blinks = LiveBlinks.of(blinks or job_blinks(LIVE_BLINKS, self.seed), mm.config.fps)
         self.batch_size = self.options.batch_size or default_batch_size(lp.device)
         self.resampler = StreamResampler()
         self.lock = threading.Lock()
@@ -180,6 +186,8 @@ class LiveSession:
     def _compose(self, first: int, motion: MotionSequence) -> None:
         t0 = self.clock()
         lp = self.models.liveportrait
+        if self.blinks is not None:
+            motion = replace(motion, eye_open=self.blinks.track(first, motion.n_frames))
         if self.composer is None:
             self.composer = keypoint_composer(lp, self.appearance, motion, self.options.keypoints)
         x_d = compose_keypoints(lp, self.composer, self.appearance, motion)

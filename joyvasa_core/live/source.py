@@ -15,6 +15,7 @@ from dataclasses import replace
 from ..audio.encoder import MOTION_FPS
 from ..face.reference import ReferenceFace
 from ..loading import ModelSet
+from ..motion.blinks import DEFAULT_RATE, LIVE_BLINK_MODES, LIVE_BLINKS, BlinkOptions, job_blinks
 from ..motion.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_LOOKAHEAD_FRAMES, StreamOptions
 from ..pipeline import AnimateOptions, SourceFace, animate_options, extract_appearance
 from ..types import LivePortraitModels, MotionModel
@@ -22,7 +23,8 @@ from .server import LiveSource
 from .session import LiveSession
 from .wire import jpeg
 
-__all__ = ["DEFAULT_CHUNK_FRAMES", "DEFAULT_LOOKAHEAD_FRAMES", "live_options", "live_source", "one_face", "source_name"]
+__all__ = ["DEFAULT_CHUNK_FRAMES", "DEFAULT_LOOKAHEAD_FRAMES", "DEFAULT_RATE", "LIVE_BLINKS", "LIVE_BLINK_MODES",
+           "live_options", "live_source", "one_face", "source_name"]
 
 
 def source_name(node_id: str) -> str:
@@ -31,12 +33,14 @@ def source_name(node_id: str) -> str:
 
 
 def live_options(face: ReferenceFace, seed: int, cfg_scale: float, paste_back: bool, chunk_frames: int,
-                 lookahead_frames: int) -> tuple[AnimateOptions, StreamOptions]:
+                 lookahead_frames: int, blinks: str = LIVE_BLINKS,
+                 blink_rate: float = DEFAULT_RATE) -> tuple[AnimateOptions, StreamOptions, BlinkOptions]:
     """The node's widgets as the session's options: the face's own preset (human or animal), its seed and
-    guidance, and how the motion follows the speech."""
+    guidance, how the motion follows the speech, and the blinks (seeded by the same seed, as a job's)."""
     options = animate_options(animal=face.mode == "animal", paste_back=paste_back and face.mode != "animal",
                               sampling={"seed": seed, "cfg_scale": cfg_scale})
-    return options, StreamOptions(chunk_frames=chunk_frames, lookahead=lookahead_frames)
+    stream = StreamOptions(chunk_frames=chunk_frames, lookahead=lookahead_frames)
+    return options, stream, job_blinks(blinks, seed, blink_rate)
 
 
 def one_face(face: ReferenceFace, liveportrait: LivePortraitModels, image_index: int = 0) -> SourceFace:
@@ -48,14 +52,16 @@ def one_face(face: ReferenceFace, liveportrait: LivePortraitModels, image_index:
 
 
 def live_source(liveportrait: Callable[[], LivePortraitModels], motion_model: Callable[[], MotionModel],
-                face: SourceFace, options: AnimateOptions, stream: StreamOptions, label: str = "") -> LiveSource:
+                face: SourceFace, options: AnimateOptions, stream: StreamOptions, label: str = "",
+                blinks: BlinkOptions | None = None) -> LiveSource:
     """A source whose sessions talk through ``face`` (made once, shared). The models come from callables, so a host
-    that moves networks between devices (ComfyUI's memory manager) puts them on the device as each session opens."""
+    that moves networks between devices (ComfyUI's memory manager) puts them on the device as each session opens.
+    ``blinks`` None: the session's default (``LiveSession``)."""
     prepared = face.reference[0]
     portrait = prepared.image if options.paste_back else prepared.crop.crop512
 
     def open_session() -> LiveSession:
         models = ModelSet(liveportrait=liveportrait(), motion_model=motion_model())
-        return LiveSession(models, face, options, stream, clock=time.perf_counter)
+        return LiveSession(models, face, options, stream, clock=time.perf_counter, blinks=blinks)
 
     return LiveSource(open_session=open_session, portrait_jpeg=jpeg(portrait), fps=float(MOTION_FPS), label=label)

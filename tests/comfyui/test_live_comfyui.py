@@ -36,7 +36,7 @@ def live_prompt(portrait: str, seed: int = 0) -> dict:
     prompt[LIVE_ID] = {"class_type": "JoyVASALive",
                        "inputs": {"liveportrait": ["3", 0], "motion_model": ["4", 0], "face": ["5", 0],
                                   "image_index": 0, "seed": seed, "cfg_scale": 4.0, "chunk_frames": 10,
-                                  "lookahead_frames": 10, "paste_back": True}}
+                                  "lookahead_frames": 10, "paste_back": True, "blinks": "on", "blink_rate": 15.0}}
     return prompt
 
 

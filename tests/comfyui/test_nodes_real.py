@@ -105,7 +105,8 @@ EXPECTED = {
     "JoyVASALoadDrivingTemplate": ({"template_file": "COMBO"}, {}, [("JOYVASA_MOTION", "motion")], "JoyVASA/motion"),
     "JoyVASALive": ({"liveportrait": "JOYVASA_LIVEPORTRAIT", "motion_model": "JOYVASA_MOTION_MODEL",
                      "face": "JOYVASA_FACE", "image_index": "INT", "seed": "INT", "cfg_scale": "FLOAT",
-                     "chunk_frames": "INT", "lookahead_frames": "INT", "paste_back": "BOOLEAN"}, {}, [],
+                     "chunk_frames": "INT", "lookahead_frames": "INT", "paste_back": "BOOLEAN", "blinks": "COMBO",
+                     "blink_rate": "FLOAT"}, {}, [],
                     "JoyVASA/live"),
 }
 
