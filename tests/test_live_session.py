@@ -1,6 +1,7 @@
 """The live session on the small networks, the real photo and real speech: frames come out while the speech is still
 pushed, in order, none missing or repeated; an idle gap keeps them coming at 25 fps with the model's own silence
-motion; and ``python -m joyvasa_core live --lookahead all`` writes the offline job's video, frame for frame."""
+motion; blinks, talking and idle, fall where the offline job's ``--blinks`` puts them; and ``python -m joyvasa_core
+live --lookahead all`` writes the offline job's video, frame for frame."""
 
 from __future__ import annotations
 
@@ -213,7 +214,7 @@ def test_live_command_lookahead_all_is_the_offline_video(setup):
     25), the same pictures (up to the encoder), and the figures line with a zero keypoint RMSE against itself."""
     common = ["--image", setup["image"], "--audio", setup["speech"], "--models", setup["root"] / "models",
               "--no-download", "--device", "cpu", "--dtype", "fp32", "--seed", "7", "--blinks", "on", "--blink-rate",
-              "120", "--quiet"]
+              "120", "--quiet"]  # both take the blinks; seed 7's first blink (0.46 s) is past this 0.4 s clip
     live_out, offline_out = setup["root"] / "live.mp4", setup["root"] / "offline.mp4"
     live = run_cli("live", *common, "--out", live_out, "--lookahead", "all", "--chunk-ms", "120",
                    "--compare-offline")

@@ -186,8 +186,9 @@ class LiveSession:
     def _compose(self, first: int, motion: MotionSequence) -> None:
         t0 = self.clock()
         lp = self.models.liveportrait
-        if self.blinks is not None:
-            motion = replace(motion, eye_open=self.blinks.track(first, motion.n_frames))
+        eye_open = None if self.blinks is None else self.blinks.track(first, motion.n_frames)
+        if eye_open is not None and not bool((eye_open == 1).all()):  # open eyes need no eye-retargeting pass
+            motion = replace(motion, eye_open=eye_open)
         if self.composer is None:
             self.composer = keypoint_composer(lp, self.appearance, motion, self.options.keypoints)
         x_d = compose_keypoints(lp, self.composer, self.appearance, motion)
