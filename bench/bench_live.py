@@ -8,13 +8,16 @@ them; the frames are pasted back into the 512x512 photo. Prints figures, never a
 shared. Say which CPU (printed) and, on a GPU, which card.
 
     python bench/bench_live.py                       # small networks, three settings, 3 s of speech
+    python bench/bench_live.py --widths small,tiny --threads 1   # the live page test's tiny networks beside them
     python bench/bench_live.py --full --seconds 2    # full widths (HuBERT-base, official LivePortrait), slow on CPU
     python bench/bench_live.py --settings 10/10 --page 1,3   # also the live page's path: WebSocket clients, Chromium
 
 The page's path (``--page``) splits a frame's latency behind the chunk of speech that completed it: the server's
 part (waiting for the session, the engine, the JPEG) and the rest (the WebSocket there and back, and in Chromium the
 decode and draw). On this CPU the small networks render 512x512 frames slower than real time, so frames queue and
-the latency grows along the clip; the transport's own share is the figure that carries over to a GPU.
+the latency grows along the clip; the tiny ones (``--widths tiny``, what the live page test serves) keep up or
+nearly; the transport's own share is the figure that carries over to a GPU. ``--threads`` sets torch's threads: on a
+shared 2-core machine one thread is often faster for these small networks than two waiting on each other.
 """
 
 from __future__ import annotations
@@ -63,11 +66,11 @@ SETTINGS = {"small": [("all", None, None), ("4/2", 4, 2), ("2/1", 2, 1)],
             "full": [("all", None, None), ("10/10", 10, 10), ("5/5", 5, 5), ("5/2", 5, 2)]}
 
 
-def small_models(dtype: str) -> ModelSet:
+def small_models(dtype: str, widths: str = "small") -> ModelSet:
     from model_folders import write_joyvasa, write_liveportrait
 
     root = Path(tempfile.mkdtemp(prefix="bench_live_"))
-    write_liveportrait(root)
+    write_liveportrait(root, widths=widths)
     write_joyvasa(root)
     return load_models(root, device="cpu", dtype=dtype)
 
@@ -204,9 +207,37 @@ def measure_page_path(models: ModelSet, face, wave: np.ndarray, clients: list[in
         stop()
 
 
+def run_networks(name: str, models: ModelSet, args: argparse.Namespace) -> None:
+    """The settings' table (and the page's path) for one set of networks."""
+    face = prepare_face(read_image(fixture_path("astronaut.png")), models.liveportrait, models.detector,
+                        animate_options())
+    wave = speech(args.seconds)
+    settings = SETTINGS["full" if args.full else "small"]
+    wanted = set(args.settings.split(",")) if args.settings else {s[0] for s in settings}
+    print(f"{name} networks (dtype {models.liveportrait.dtype}, {models.liveportrait.crop_size}x"
+          f"{models.liveportrait.crop_size} crop pasted back)")
+    print(f"{'chunk/look':>10} {'first frame':>12} {'frames':>6} {'fps':>6} {'RTF':>6} {'latency':>9} {'worst':>9}  "
+          "shares: encode sample compose render other")
+    for setting, chunk, lookahead in settings:
+        if setting not in wanted:
+            continue
+        r = run_setting(models, face, chunk, lookahead, wave)
+        s = r["shares"]
+        print(f"{setting:>10} {r['ttff'] * 1000:>10.0f}ms {r['frames']:>6} {r['fps']:>6.2f} {r['rtf']:>6.2f} "
+              f"{r['latency'] * 1000:>7.0f}ms {r['worst'] * 1000:>7.0f}ms  "
+              f"{s['encode']:.0%} {s['sample']:.0%} {s['compose']:.0%} {s['render']:.0%} {s['other']:.0%}",
+              flush=True)
+    if args.page:
+        measure_page_path(models, face, speech(args.page_seconds), [int(c) for c in args.page.split(",")],
+                          not args.no_browser)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--full", action="store_true", help="full-width networks (slow on a CPU)")
+    ap.add_argument("--widths", default="small", help="without --full: small (the tests' networks), tiny (the live "
+                    "page test's) or both, comma-separated, measured one after the other [small]")
+    ap.add_argument("--threads", type=int, help="torch threads [torch's default]")
     ap.add_argument("--seconds", type=float, default=3.0, help="seconds of speech [3]")
     ap.add_argument("--dtype", default="auto", help="image networks' precision [auto]")
     names = {k: ",".join(s[0] for s in v) for k, v in SETTINGS.items()}
@@ -218,29 +249,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-browser", action="store_true", help="with --page: skip the headless-Chromium page")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(False)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; {'full' if args.full else 'small'} networks, {args.seconds:g} s of speech in "
-          f"{PIECE_MS} ms pieces, dtype {args.dtype}")
-    models = full_models(args.dtype) if args.full else small_models(args.dtype)
-    face = prepare_face(read_image(fixture_path("astronaut.png")), models.liveportrait, models.detector,
-                        animate_options())
-    wave = speech(args.seconds)
-    settings = SETTINGS["full" if args.full else "small"]
-    wanted = set(args.settings.split(",")) if args.settings else {s[0] for s in settings}
-    print(f"{'chunk/look':>10} {'first frame':>12} {'frames':>6} {'fps':>6} {'RTF':>6} {'latency':>9} {'worst':>9}  "
-          "shares: encode sample compose render other")
-    for name, chunk, lookahead in settings:
-        if name not in wanted:
-            continue
-        r = run_setting(models, face, chunk, lookahead, wave)
-        s = r["shares"]
-        print(f"{name:>10} {r['ttff'] * 1000:>10.0f}ms {r['frames']:>6} {r['fps']:>6.2f} {r['rtf']:>6.2f} "
-              f"{r['latency'] * 1000:>7.0f}ms {r['worst'] * 1000:>7.0f}ms  "
-              f"{s['encode']:.0%} {s['sample']:.0%} {s['compose']:.0%} {s['render']:.0%} {s['other']:.0%}",
-              flush=True)
-    if args.page:
-        measure_page_path(models, face, speech(args.page_seconds), [int(c) for c in args.page.split(",")],
-                          not args.no_browser)
+          f"torch {torch.__version__}; {args.seconds:g} s of speech in {PIECE_MS} ms pieces, dtype {args.dtype}")
+    if args.full:
+        run_networks("full", full_models(args.dtype), args)
+        return
+    for widths in args.widths.split(","):
+        run_networks(widths, small_models(args.dtype, widths), args)
 
 
 if __name__ == "__main__":

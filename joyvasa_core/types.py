@@ -198,9 +198,11 @@ class LivePortraitModels:
 
     @property
     def crop_size(self) -> int:
-        """Side of G's output image (512 for every released config)."""
+        """Side of G's output image (512 for every released config): F's 256 input halved by each of its down
+        blocks is W's feature map, which G doubles twice and then pixel-shuffles by ``upscale``."""
+        feature = 256 >> getattr(getattr(self.appearance, "config", None), "num_down_blocks", 2)
         upscale = getattr(self.spade.config, "upscale", 2) or 1
-        return 256 * int(upscale)
+        return feature * 4 * int(upscale)
 
     def __repr__(self) -> str:
         fmt = {p.rsplit(".", 1)[-1] for p in self.paths.values()} or {"in-memory"}

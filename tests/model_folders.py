@@ -1,12 +1,14 @@
 """Models folders in the real file formats (official .pth, community safetensors, the JoyVASA .pt and template),
 holding the golden fixtures' small networks filled by the fixture rule, plus the width configs that declare them.
 
-The pipeline, command-line and ComfyUI tests all run the whole job on these.
+The pipeline, command-line and ComfyUI tests all run the whole job on these. The live page test, which must keep up
+with a speaker, uses ``widths="tiny"``: the same LivePortrait networks narrowed further by ``TINY_LIVEPORTRAIT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from dataclasses import asdict
 from functools import lru_cache
@@ -22,22 +24,52 @@ from joyvasa_core.liveportrait.slots import BASE_SLOTS, STITCHING
 
 LP_SMALL = "liveportrait_small.safetensors"
 MOTION_SMALL = "joyvasa_small.safetensors"
+# What the tiny LivePortrait changes in the small one's config (the other widths stay). F's four down blocks make W's
+# feature map 16x16 (the released 64x64), two depth slices, G pixel-shuffles it by 8 back to the same 512x512 crop,
+# and every width is about the least the architecture takes: a frame renders in milliseconds on one CPU core.
+TINY_LIVEPORTRAIT = {
+    "appearance_feature_extractor_params": {"block_expansion": 4, "num_down_blocks": 4, "max_features": 8,
+                                            "reshape_channel": 4, "reshape_depth": 2, "num_resblocks": 1},
+    "warping_module_params": {"block_expansion": 2, "max_features": 8, "reshape_channel": 4},
+    "dense_motion_params": {"block_expansion": 2, "max_features": 8, "num_blocks": 2, "reshape_depth": 2,
+                            "compress": 1},
+    "spade_generator_params": {"block_expansion": 2, "max_features": 8, "out_channels": 4, "spade_hidden": 8,
+                               "upscale": 8},
+}
 
 
-@lru_cache(maxsize=1)
-def small_liveportrait_networks() -> dict[str, torch.nn.Module]:
+def liveportrait_config(widths: str = "small") -> dict:
+    """The ``liveportrait_config.json`` content of the ``small`` (fixture) or ``tiny`` networks."""
+    config = copy.deepcopy(load_fixture(LP_SMALL).meta["config"])
+    if widths == "tiny":
+        for section, values in TINY_LIVEPORTRAIT.items():
+            owner = config["warping_module_params"] if section == "dense_motion_params" else config
+            owner[section].update(values)
+    elif widths != "small":
+        raise ValueError(f"widths {widths!r}: small or tiny")
+    return config
+
+
+@lru_cache(maxsize=2)
+def small_liveportrait_networks(widths: str = "small") -> dict[str, torch.nn.Module]:
+    """The networks filled by the fixture rule: the small ones' keys and shapes checked against the fixture, the tiny
+    ones' (no fixture) skipping the batch-norm counters as the fixture does."""
     meta = load_fixture(LP_SMALL).meta
-    nets = build_networks(LivePortraitConfig.from_dict(meta["config"]))
+    nets = build_networks(LivePortraitConfig.from_dict(liveportrait_config(widths)))
     for slot, net in nets.items():
-        fill_module(net, meta["fill"]["seed"], meta["fill"]["skip"][slot], meta["state_dict"][slot])
+        if widths == "small":
+            fill_module(net, meta["fill"]["seed"], meta["fill"]["skip"][slot], meta["state_dict"][slot])
+        else:
+            skip = [k for k in net.state_dict() if k.endswith("num_batches_tracked")]
+            fill_module(net, meta["fill"]["seed"], skip)
     return nets
 
 
-def write_liveportrait(root: Path, layout: str = "official", animal: bool = False) -> Path:
-    """Small-width LivePortrait files in the official (.pth) or community (.safetensors) layout, plus the
-    ``liveportrait_config.json`` that declares the widths."""
-    nets = small_liveportrait_networks()
-    config = load_fixture(LP_SMALL).meta["config"]
+def write_liveportrait(root: Path, layout: str = "official", animal: bool = False, widths: str = "small") -> Path:
+    """Small- (or tiny-) width LivePortrait files in the official (.pth) or community (.safetensors) layout, plus
+    the ``liveportrait_config.json`` that declares the widths."""
+    nets = small_liveportrait_networks(widths)
+    config = liveportrait_config(widths)
     if layout == "official":
         base = root / ("liveportrait_animals/base_models_v1.1" if animal else "liveportrait/base_models")
         base.mkdir(parents=True, exist_ok=True)

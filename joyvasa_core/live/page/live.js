@@ -9,10 +9,11 @@ const $ = (id) => document.getElementById(id);
 const canvas = $("face");
 const ctx2d = canvas.getContext("2d");
 
-// Everything the page measures, readable from the console (and by the tests) as window.joyvasaLive.
+// Everything the page measures, readable from the console (and by the tests) as window.joyvasaLive. Times are
+// performance.now(): sends holds [samples sent so far, when] per chunk, drawnAt when each frame was drawn.
 const live = (window.joyvasaLive = {
   status: "idle", error: "", fps: 0, frames: 0, sentSamples: 0, latencies: [], serverMs: [], done: false,
-  socket: null, sends: [], shownAt: [], lastSeq: -1, outOfOrder: 0,
+  socket: null, sends: [], shownAt: [], drawnAt: [], lastSeq: -1, outOfOrder: 0,
 });
 let capture = null;
 let drawing = Promise.resolve();
@@ -93,6 +94,7 @@ function onFrame(buffer) {
     live.lastSeq = header.seq;
     live.frames += 1;
     live.shownAt.push(now);
+    live.drawnAt.push(now);
     const sent = sentTime(header.upto);
     if (sent !== null) live.latencies.push(now - sent);
     if (header.server_ms !== null) live.serverMs.push(header.server_ms);
@@ -167,7 +169,7 @@ function stopCapture() {
 async function start(feed, label) {
   $("message").hidden = true;
   Object.assign(live, { error: "", done: false, frames: 0, sentSamples: 0, latencies: [], serverMs: [], sends: [],
-                        shownAt: [], lastSeq: -1, outOfOrder: 0 });
+                        shownAt: [], drawnAt: [], lastSeq: -1, outOfOrder: 0 });
   $("start").disabled = true;
   $("file").disabled = true;
   setStatus("connecting");
