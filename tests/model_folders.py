@@ -25,8 +25,8 @@ from joyvasa_core.liveportrait.slots import BASE_SLOTS, STITCHING
 LP_SMALL = "liveportrait_small.safetensors"
 MOTION_SMALL = "joyvasa_small.safetensors"
 # What the tiny LivePortrait changes in the small one's config (the other widths stay). F's four down blocks make W's
-# feature map 16x16 (the released 64x64), two depth slices, G pixel-shuffles it by 8 back to the same 512x512 crop,
-# and every width is about the least the architecture takes: a frame renders in milliseconds on one CPU core.
+# feature map 16x16 (the released and small ones: 64x64), two depth slices, G pixel-shuffles it by 8 back to the same
+# 512x512 crop, and every width is about the least the architecture takes: a frame in tens of ms on one CPU core.
 TINY_LIVEPORTRAIT = {
     "appearance_feature_extractor_params": {"block_expansion": 4, "num_down_blocks": 4, "max_features": 8,
                                             "reshape_channel": 4, "reshape_depth": 2, "num_resblocks": 1},
