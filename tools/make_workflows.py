@@ -34,16 +34,19 @@ COLUMN_TOP = {0: Y_FIRST, 5: Y_SIXTH}
 # Motion Preview plot, beside the video) is short enough to stay between them
 COLUMN_W, GAP_X, GAP_Y = 280, 20, 30
 TITLE_H = 30
-# extra body height where a node draws more than its widgets, as it is once a photo is picked and a run is done:
-# the picked photo (a square one fills the node's width), the audio player, the video players at the node's width
-# (square videos), Save Motion's line naming the file it wrote
-EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "LoadVideo": COLUMN_W + 28, "SaveVideo": COLUMN_W + 20,
-           "JoyVASARenderVideo": COLUMN_W + 20, "JoyVASASaveMotion": 24, "MarkdownNote": 0}
 # a graph larger than one screen is laid out in ComfyUI groups, each whole on screen at 100% when the view is on it:
 # the groups' top edge (below the tab bar and the workflow name), their title bar and the margin around their nodes
 GROUP_TOP, GROUP_TITLE_H, GROUP_PAD = 140, 34, 10
 PLOT_W = 1024  # the Motion Preview's plot width (its height follows: six 120 px panels and a 40 px axis)
 PREVIEW_IMAGE_H = 224  # a Preview Image's picture: the least the 1.32 frontend gives it (the picture fits inside)
+# extra body height where a node draws more than its widgets, as it is once a photo is picked and a run is done:
+# the picked photo (a square one fills the node's width), the audio player, the video players at the node's width
+# (square videos), Save Motion's line naming the file it wrote, and Warp and Render's last progress preview frame
+# (the frontend keeps a node's live preview after the run when the node shows no output of its own; Render Video's
+# player takes its place there, taller than the preview)
+EXTRA_H = {"LoadImage": 270, "LoadAudio": 70, "LoadVideo": COLUMN_W + 28, "SaveVideo": COLUMN_W + 20,
+           "JoyVASARenderVideo": COLUMN_W + 20, "JoyVASASaveMotion": 24, "MarkdownNote": 0,
+           "JoyVASAWarpAndRender": PREVIEW_IMAGE_H}
 PACK_PREFIX = "JoyVASA "  # the pack's badge already names it above every node: titles drop it to stay whole
 # the upload buttons' and the audio player's values
 FRONTEND_VALUES = {"LoadImage": ["image"], "LoadVideo": ["image"], "LoadAudio": [None, None]}
@@ -115,8 +118,10 @@ def talking_portrait(render: str = "stream", animal: bool = False, save_motion: 
     what = "an animal photo (whole image, animal weights)" if animal else "a portrait"
     out = ("Render Video streams the frames into an mp4 (any length, flat memory)" if render == "stream" else
            "Warp and Render gives IMAGE frames (all in memory: short clips, or to post-process them) for Create Video")
-    nodes.append(node(20, "MarkdownNote", 3, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, then "
-                      f"queue. {out}.\n\n{MODELS_NOTE}"))
+    # the frames template's third column ends with Warp and Render's preview: its note goes to the short sixth one
+    note_col = 3 if render == "stream" else 5
+    nodes.append(node(20, "MarkdownNote", note_col, text=f"Pick {what} in **Load Image** and speech in **Load Audio**, "
+                      f"then queue. {out}.\n\n{MODELS_NOTE}"))
     return nodes
 
 
@@ -189,7 +194,9 @@ def motion_material() -> list[dict]:
         node(8, "JoyVASAEncodeAudio", 2, {}, {"audio": (2, 0), "motion_model": (4, 0)}, group=inputs),
         node(9, "JoyVASASampleMotionDiffusion", 2, {**SAMPLE, "lag_compensation": False},
              {"motion_model": (4, 0), "audio_features": (8, 0)}, group=inputs),
-        node(7, "JoyVASAExtractAppearance", 3, {"image_index": 0}, {"liveportrait": (3, 0), "face": (6, 0)},
+        # Warp and Render's preview makes the keypoints and the render one screen's height: the appearance goes
+        # above the video nodes
+        node(7, "JoyVASAExtractAppearance", 4, {"image_index": 0}, {"liveportrait": (3, 0), "face": (6, 0)},
              group=render),
         node(10, "JoyVASAComputeTargetKeypoints", 3, KEYPOINTS,
              {"liveportrait": (3, 0), "appearance": (7, 0), "motion": (24, 0)}, group=render),

@@ -118,14 +118,28 @@ def test_web_ui_loads_the_workflow_readable_and_queues_the_same_prompt(comfyui, 
 # (browser_layout.group_problems says the rule)
 LOADED = sorted(LAID_OUT)
 
-# The state after a run without running: each video node gets a finished run's output (what the "executed" message
-# gives it), each Preview Image the image its source makes (the crop, the Motion Preview plot), Save Motion its
-# saved-file line; the frontend then draws the players and images as after a real run.
+# The state after a run without running: each node of the pack that streams preview frames while it renders (a
+# ProgressBar preview: joyvasa_core.pipeline.render_frames through nodes/progress.py) gets its last one, as ComfyUI
+# sends it (JPEG, its longest side PREVIEW_SIZE); each video node a finished run's output (what the "executed"
+# message gives it: Render Video's drops its previews for the player), each Preview Image the image its source makes
+# (the crop, the Motion Preview plot), Save Motion its saved-file line; the frontend then draws the players and
+# images as after a real run. Warp and Render has no output to show: its last preview frame stays.
+LIVE_PREVIEW = ["JoyVASAWarpAndRender", "JoyVASARenderVideo"]
+PREVIEW_SIZE = 512  # nodes/progress.py's: the preview's longest side, as ComfyUI's server fits it
 SHOW_RUN = """
-const [video, motion, images] = arguments;
+const [video, motion, images, previews, livePreview] = arguments;
+const viewUrl = (file) => `/api/view?${new URLSearchParams(file)}`;
 for (const node of window.app.graph._nodes) {
-    if (node.type === "JoyVASARenderVideo" || node.type === "SaveVideo")
-        window.app.nodeOutputs[String(node.id)] = {images: [video], animated: [true]};
+    if (livePreview.includes(node.type)) {  // the last frame the render sent: its photo's (paste back) or the crop
+        const photo = node.getInputNode(node.findInputSlot("face"))?.getInputNode(0)?.widgets?.[0]?.value;
+        const pasteBack = node.widgets.find((w) => w.name === "paste_back")?.value;
+        window.app.nodePreviewImages[String(node.id)] = [viewUrl(previews[pasteBack ? photo : "crop"])];
+    }
+    if (node.type === "JoyVASARenderVideo" || node.type === "SaveVideo") {
+        const output = {images: [video], animated: [true]};
+        window.app.nodeOutputs[String(node.id)] = output;
+        if (node.type === "JoyVASARenderVideo") node.onExecuted(output);  // as the "executed" message does
+    }
     if (node.type === "PreviewImage")
         window.app.nodeOutputs[String(node.id)] = {images: [images[node.getInputNode(0).type]]};
     if (node.type === "JoyVASASaveMotion") node.onExecuted({motion: [motion]});
@@ -157,9 +171,23 @@ def run_output(comfyui, tmp_path_factory) -> dict:
               "JoyVASAMotionPreview": ("plot_00001_.png", (760, 1024))}
     for name, shape in images.values():
         cv2.imwrite(str(folder / name), np.full((*shape, 3), 200, np.uint8))
+    # the render nodes' last preview frame: the photo's size pasted back, else the 512 crop
+    frames = {name: cv2.imread(str(comfyui.base / "input" / name)).shape[:2]
+              for name in ("portrait.png", "portrait_b.png", "animal.png")}
+    previews = {}
+    for name, shape in {**frames, "crop": (512, 512)}.items():
+        previews[name] = {"filename": f"preview_{Path(name).stem}.jpg", "subfolder": "JoyVASA", "type": "output"}
+        cv2.imwrite(str(folder / previews[name]["filename"]), np.full((*preview_shape(*shape), 3), 90, np.uint8))
     return {"video": {"filename": "layout_00001_.mp4", "subfolder": "JoyVASA", "type": "output"},
             "images": {source: {"filename": name, "subfolder": "JoyVASA", "type": "output"}
-                       for source, (name, _) in images.items()}}
+                       for source, (name, _) in images.items()},
+            "previews": previews}
+
+
+def preview_shape(height: int, width: int) -> tuple[int, int]:
+    """The (height, width) of a preview frame as ComfyUI sends it: fitted (up or down) into PREVIEW_SIZE square."""
+    scale = PREVIEW_SIZE / max(height, width)
+    return round(height * scale), round(width * scale)
 
 
 @pytest.mark.parametrize("name", LOADED)
@@ -168,7 +196,7 @@ def test_template_reads_once_the_photo_is_loaded_and_a_run_is_shown(comfyui, bro
     browser.js_async("await window.app.loadGraphData(JSON.parse(arguments[0]));", shipped)
     browser.wait_for(f"const n = {node_js('LoadImage')}; return n.imgs?.[0]?.complete", f"{name}'s photo")
     motion = {"filename": "motion_00001_.safetensors", "subfolder": "JoyVASA", "type": "output"}
-    browser.js(SHOW_RUN, run_output["video"], motion, run_output["images"])
+    browser.js(SHOW_RUN, run_output["video"], motion, run_output["images"], run_output["previews"], LIVE_PREVIEW)
 
     def settle() -> None:
         browser.wait_for(PLAYERS_READY, f"{name}'s players")
