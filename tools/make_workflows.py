@@ -30,8 +30,8 @@ X0 = 80  # the graph's left edge on screen at scale 1: right of the side bar
 # a sixth one below the Run bar
 Y_FIRST, Y_OTHERS, Y_SIXTH = 170, 125, 220
 COLUMN_TOP = {0: Y_FIRST, 5: Y_SIXTH}
-# five columns stay left of the Run bar and the minimap on a 1920x1080 screen; the main template's sixth (its
-# Motion Preview plot, beside the video) is short enough to stay between them
+# five columns stay left of the Run bar and the minimap on a 1920x1080 screen; a sixth one short enough to stay
+# between them holds the main template's Motion Preview plot (beside the video) or the frames template's note
 COLUMN_W, GAP_X, GAP_Y = 280, 20, 30
 TITLE_H = 30
 # a graph larger than one screen is laid out in ComfyUI groups, each whole on screen at 100% when the view is on it:
