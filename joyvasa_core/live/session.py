@@ -69,16 +69,19 @@ class LiveSession:
     """Talking-head frames from speech still arriving (see the module docstring). ``face`` is a prepared
     ``SourceFace`` (shared by sessions of the same portrait) or the portrait image to prepare; ``render`` False
     gives the keypoints only (motion figures, comparisons); ``blinks`` None: the live default at 15 a minute, seeded
-    by the session's seed as the offline job seeds them."""
+    by the session's seed as the offline job seeds them. ``keep_loaded`` is called before each step: a host that moves
+    networks between devices while the session lives (ComfyUI frees memory for other workflows) puts them back on the
+    session's device there."""
 
     def __init__(
         self, models: ModelSet, face: Any, options: AnimateOptions | None = None,
         stream: StreamOptions | None = None, render: bool = True, clock: Callable[[], float] = time.perf_counter,
-        blinks: BlinkOptions | None = None,
+        blinks: BlinkOptions | None = None, keep_loaded: Callable[[], object] | None = None,
     ) -> None:
         if models.motion_model is None:
             raise ValueError("live session: the models hold no motion generator; load them with the motion model")
         self.models, self.clock, self.render = models, clock, render
+        self.keep_loaded = keep_loaded
         self.options = options or animate_options()
         lp = models.liveportrait
         face = face if isinstance(face, SourceFace) else prepare_face(face, lp, models.detector, self.options)
@@ -169,6 +172,8 @@ class LiveSession:
 
     def _next_batch(self) -> list[LiveFrame]:
         """Sample the next step when nothing is left to render, then render up to a batch of frames."""
+        if self.keep_loaded is not None:  # a host may have moved the networks off the device since the last step
+            self.keep_loaded()
         if not self.queue:
             for first, motion in self.motion.frames():
                 self._compose(first, motion)

@@ -55,13 +55,15 @@ def live_source(liveportrait: Callable[[], LivePortraitModels], motion_model: Ca
                 face: SourceFace, options: AnimateOptions, stream: StreamOptions, label: str = "",
                 blinks: BlinkOptions | None = None) -> LiveSource:
     """A source whose sessions talk through ``face`` (made once, shared). The models come from callables, so a host
-    that moves networks between devices (ComfyUI's memory manager) puts them on the device as each session opens.
-    ``blinks`` None: the session's default (``LiveSession``)."""
+    that moves networks between devices (ComfyUI's memory manager) puts them on the device as each session opens and
+    again before each of its steps (another workflow may have offloaded them meanwhile). ``blinks`` None: the
+    session's default (``LiveSession``)."""
     prepared = face.reference[0]
     portrait = prepared.image if options.paste_back else prepared.crop.crop512
 
     def open_session() -> LiveSession:
         models = ModelSet(liveportrait=liveportrait(), motion_model=motion_model())
-        return LiveSession(models, face, options, stream, clock=time.perf_counter, blinks=blinks)
+        return LiveSession(models, face, options, stream, clock=time.perf_counter, blinks=blinks,
+                           keep_loaded=lambda: (liveportrait(), motion_model()))
 
     return LiveSource(open_session=open_session, portrait_jpeg=jpeg(portrait), fps=float(MOTION_FPS), label=label)

@@ -127,6 +127,45 @@ def run_nodes(work: Path, models: Path, image_path: Path, speech: Path) -> None:
     frames = image[:, :256, :256].repeat(2, 1, 1, 1)
     _node("Motion From Video", pack, "JoyVASAMotionFromVideo", liveportrait=lp, images=frames, fps=25.0,
           crop=False, batch_size=2)
+    run_live_node(pack, dict(liveportrait=lp, motion_model=motion_model, face=face), wave, rate)
+
+
+def run_live_node(pack, graph: dict, wave, rate: int) -> None:
+    """The JoyVASA Live node, then a viewer's session as the live page's server drives it (opened and pushed on
+    worker threads), with every model unloaded before the session opens and again between its steps: another
+    workflow queued meanwhile, or "free model memory", moves them to the offload device."""
+    import threading
+
+    live = sys.modules["joyvasa_pack.nodes.live"]
+    out = _node("Live", pack, "JoyVASALive", image_index=0, seed=1, cfg_scale=4.0, chunk_frames=2,
+                lookahead_frames=2, paste_back=True, **graph)
+    assert out == (), out
+    source = next(iter(live.HUB.sources.values()))
+    piece = int(0.1 * rate)
+    pieces = [torch.from_numpy(wave[i : i + piece]) for i in range(0, len(wave), piece)]
+
+    failed: list[BaseException] = []
+
+    def viewer() -> None:
+        try:
+            with torch.inference_mode(), source.open_session() as session:
+                for chunk in pieces:
+                    list(session.push(chunk, rate))
+                    mm.unload_all_models()
+                assert list(session.finish()), "the live session made no frame"
+        except BaseException as exc:  # noqa: BLE001  handed to the main thread
+            failed.append(exc)
+
+    mm.unload_all_models()
+    STATE["entry"] = "Live session"
+    try:
+        worker = threading.Thread(target=viewer)
+        worker.start()
+        worker.join()
+    finally:
+        STATE["entry"] = ""
+    if failed:
+        raise failed[0]
 
 
 def run_cli(work: Path, models: Path, image_path: Path, speech: Path) -> None:

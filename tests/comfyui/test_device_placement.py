@@ -25,7 +25,8 @@ from model_folders import write_joyvasa, write_liveportrait
 pytestmark = pytest.mark.comfyui
 PROBE = Path(__file__).with_name("device_probe.py")
 NETWORK_NODES = ("Extract Appearance", "Encode Audio", "Sample Motion Diffusion", "Sample Motion (old name)",
-                 "Compute Target Keypoints", "Warp and Render", "Render Video", "Motion From Video")
+                 "Compute Target Keypoints", "Warp and Render", "Render Video", "Motion From Video", "Live",
+                 "Live session")
 CLIP_SECONDS = 0.3
 
 
