@@ -7,7 +7,8 @@
 # work-arounds follow (see tests/comfyui/torchvision_cpu_shim.py and the torchaudio step below).
 #
 # It also installs the real web UI (comfyui-frontend-package) and Debian's chromium + chromium-driver for the headless
-# UI check (tests/comfyui/test_browser.py); JOYVASA_COMFYUI_BROWSER=0 leaves those out and that test skips.
+# UI check (tests/comfyui/test_browser.py), plus the newest web UI 0.3.75 can serve under .comfyui/frontends/<version>
+# (tests/comfyui/requirements-frontend-newest.txt); JOYVASA_COMFYUI_BROWSER=0 leaves those out and that test skips.
 #
 # Env: JOYVASA_VENV (default .venv), JOYVASA_COMFYUI_HOME (default .comfyui), JOYVASA_COMFYUI_BROWSER (default 1).
 # scripts/test.sh calls this unless JOYVASA_SKIP_COMFYUI=1 (then every test marked `comfyui` skips).
@@ -21,6 +22,7 @@ COMFY_VERSION="0.3.75"
 TORCHAUDIO="torchaudio==2.11.0"
 FRONTEND_VERSION="1.32.9"   # the version ComfyUI 0.3.75's requirements.txt names
 REQS="tests/comfyui/requirements-comfyui.txt"
+NEWEST_REQS="tests/comfyui/requirements-frontend-newest.txt"  # the newest web UI 0.3.75 serves (browser checks)
 SHIM="tests/comfyui/torchvision_cpu_shim.py"
 PY="$VENV/bin/python"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -99,6 +101,14 @@ if [ "${JOYVASA_COMFYUI_BROWSER:-1}" = 0 ]; then
 else
   compgen -G "$SP/comfyui_frontend_package-$FRONTEND_VERSION.dist-info" >/dev/null \
     || "$PY" -m pip install -q --no-deps "comfyui-frontend-package==$FRONTEND_VERSION"
+  # the newest web UI 0.3.75 can serve, in its own folder for the second pass of the browser checks (~3 s)
+  NEWEST="$(sed -n 's/^comfyui-frontend-package==//p' "$NEWEST_REQS")"
+  if [ ! -f "$HOME_DIR/frontends/$NEWEST/comfyui_frontend_package/static/index.html" ]; then
+    rm -rf "$HOME_DIR/frontends/$NEWEST.partial"
+    "$PY" -m pip install -q --no-deps --target "$HOME_DIR/frontends/$NEWEST.partial" -r "$NEWEST_REQS"
+    rm -rf "$HOME_DIR/frontends/$NEWEST"
+    mv "$HOME_DIR/frontends/$NEWEST.partial" "$HOME_DIR/frontends/$NEWEST"
+  fi
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     [ "$(id -u)" = 0 ] || { echo "setup_comfyui: chromium + chromedriver missing and not root: install Debian's" \
       "chromium chromium-driver, or set JOYVASA_COMFYUI_BROWSER=0" >&2; exit 1; }

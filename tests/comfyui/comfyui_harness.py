@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -23,6 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 COMFYUI_DIR = Path(os.environ.get("JOYVASA_COMFYUI_DIR", REPO / ".comfyui" / "ComfyUI"))
 PACK_NAME = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
 SKIP_REASON = "JOYVASA_SKIP_COMFYUI=1: real-ComfyUI tests disabled (run `bash scripts/setup_comfyui.sh` and unset it)"
+# Another web UI than the installed comfyui-frontend-package: its ``static`` folder, served with --front-end-root
+# (scripts/setup_comfyui.sh installs the newest tested one under .comfyui/frontends/; scripts/test.sh sets this for
+# the second pass of the browser checks).
+FRONTEND_ROOT_ENV = "JOYVASA_COMFYUI_FRONTEND_ROOT"
 START_TIMEOUT_S = 240.0
 HTTP_TIMEOUT_S = 60.0
 
@@ -189,8 +194,29 @@ async def prompt_events(session, url: str, prompt: dict):
 
 
 def frontend_installed() -> bool:
-    """Whether the real web UI (``comfyui-frontend-package``, installed with the browser check) is importable."""
-    return importlib.util.find_spec("comfyui_frontend_package") is not None
+    """Whether the real web UI (``comfyui-frontend-package``, installed with the browser check) is importable, or
+    another one is named by ``JOYVASA_COMFYUI_FRONTEND_ROOT``."""
+    return bool(frontend_root()) or importlib.util.find_spec("comfyui_frontend_package") is not None
+
+
+def frontend_root() -> str:
+    """The web UI folder named by ``JOYVASA_COMFYUI_FRONTEND_ROOT`` ("" = the installed package's); a name that is
+    not a built web UI fails loudly rather than testing the default one."""
+    root = os.environ.get(FRONTEND_ROOT_ENV, "")
+    if root and not (Path(root) / "index.html").is_file():
+        raise StartFailed(f"{FRONTEND_ROOT_ENV}={root}: no index.html there; run `bash scripts/setup_comfyui.sh`, "
+                          "which installs the newest tested web UI under .comfyui/frontends/")
+    return root
+
+
+def frontend_version() -> str:
+    """The version of the web UI the server is started with: the one ``JOYVASA_COMFYUI_FRONTEND_ROOT`` names (its
+    ``pip --target`` folder holds the package's dist-info) or the installed package's."""
+    root = frontend_root()
+    if not root:
+        return importlib.metadata.version("comfyui-frontend-package")
+    found = sorted(Path(root).parents[1].glob("comfyui_frontend_package-*.dist-info"))
+    return found[0].name.removeprefix("comfyui_frontend_package-").removesuffix(".dist-info") if found else "unknown"
 
 
 def free_port() -> int:
@@ -238,7 +264,9 @@ def start_server(base: Path, env: dict[str, str] | None = None, comfyui_dir: Pat
         "--base-directory", str(base),
     ]  # fmt: skip
     frontend = frontend_installed()
-    if not frontend:  # ComfyUI exits at start-up without a frontend unless it gets a web root to serve
+    if frontend_root():
+        cmd += ["--front-end-root", frontend_root()]
+    elif not frontend:  # ComfyUI exits at start-up without a frontend unless it gets a web root to serve
         cmd += ["--front-end-root", str(base / "web_root")]
     env = dict(env if env is not None else dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
                PYTHONUNBUFFERED="1")

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from comfyui_harness import free_port
+from comfyui_harness import free_port, frontend_version
 from webdriver import Browser, require_browser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,7 @@ def test_web_ui_registers_extension_and_keeps_socket_colours(comfyui):
     with Browser(free_port()) as browser:
         browser.open(comfyui.url + "/")
         browser.wait_for("return !!(window.app && window.app.canvas && window.LiteGraph)", "the ComfyUI web app")
+        assert browser.js("return window.__COMFYUI_FRONTEND_VERSION__") == frontend_version()  # the UI meant
         browser.wait_for("return window.app.extensions.some(e => e.name === 'JoyVASA.Sockets')", "JoyVASA.Sockets")
         assert browser.js(READ_COLOURS, types) == {t: [c, c] for t, c in expected.items()}
 
