@@ -1,13 +1,12 @@
-"""Every front end outside ComfyUI runs every network on the execution device it chose: the batch (its local worker,
-and the worker a Ray actor holds), the live session driven from a file, and the live page's server sessions. A
-forward-pre-hook on every module records the device of each network's parameters and of its first input; each
-entry point runs with ``--device auto``, so the device it must use is ``hardware.auto_device()`` (CUDA on a GPU
-machine, where this same test checks the GPU paths; the CPU here). tests/comfyui/test_device_placement.py does the
-nodes, the command line and the Live node inside ComfyUI's memory manager.
-
-Each entry must also run the networks it exists to run (a check that saw nothing cannot pass), and a network that
-belongs to none of the models the entry point loaded is named: a model built outside the loaders never gets the
-chosen device."""
+"""Every front end outside ComfyUI runs every network on the execution device it chose: the batch command (its local
+worker), a motion handed pickled to a second worker (what the Ray driver does between actors), the live session
+driven from a file, and the live page's server sessions (opened and pushed on its worker threads). A forward-pre-hook
+on every module records the device of each network's parameters and of its first input; each entry point runs with
+``--device auto``, so the device it must use is ``hardware.auto_device()``: CUDA on a GPU machine, where this same
+test checks the GPU paths. On this CPU-only machine every device is the CPU, so here the test proves that each entry
+runs the networks it exists to run through the hook (a check that saw nothing cannot pass) and that a motion leaves
+its worker on the CPU; tests/comfyui/test_device_placement.py, where ComfyUI's memory manager offloads the models,
+catches on the CPU a network run offloaded (the nodes, the command line, the Live node's sessions)."""
 
 from __future__ import annotations
 
