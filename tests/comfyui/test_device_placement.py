@@ -1,6 +1,8 @@
 """Every entry point runs its networks on the execution device: each network-running node inside ComfyUI's real
-memory manager (models unloaded before each node), and the command line. ``device_probe.py`` runs them in a child
-process (it imports ComfyUI's ``comfy``) with a forward-pre-hook on every module; here the records are checked.
+memory manager (models unloaded before each node), a JoyVASA Live session (models unloaded before it opens and between
+its steps), and the command line (tests/test_device_placement_core.py: the batch and live front ends).
+``device_probe.py`` runs them in a child process (it imports ComfyUI's ``comfy``) with a forward-pre-hook on every
+module; here the records are checked.
 
 On this CPU-only machine the load and offload devices are both the CPU, so "on the execution device" is checked as
 ComfyUI itself knows it: the network's ModelPatcher is among the loaded models and its parameters are on the patcher's
