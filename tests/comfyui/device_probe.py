@@ -138,7 +138,7 @@ def run_live_node(pack, graph: dict, wave, rate: int) -> None:
 
     live = sys.modules["joyvasa_pack.nodes.live"]
     out = _node("Live", pack, "JoyVASALive", image_index=0, seed=1, cfg_scale=4.0, chunk_frames=2,
-                lookahead_frames=2, paste_back=True, **graph)
+                lookahead_frames=2, paste_back=True, blinks="on", blink_rate=30.0, **graph)
     assert out == (), out
     source = next(iter(live.HUB.sources.values()))
     piece = int(0.1 * rate)
