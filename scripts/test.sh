@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 [ "${JOYVASA_SKIP_COMFYUI:-0}" = 1 ] || bash scripts/setup_comfyui.sh
 .venv/bin/python -m pytest -q "$@"
 # The browser checks again on the newest web UI ComfyUI 0.3.75 can serve (tests/comfyui/requirements-frontend-newest.txt;
-# 224-316 s measured on 2 busy cores). Only on a whole run: arguments narrow the run to what they name.
+# 83 s beside 62 s for the 1.32.9 pass on 2 quiet cores). Only on a whole run: arguments narrow the run to what they name.
 if [ $# = 0 ] && [ "${JOYVASA_SKIP_COMFYUI:-0}" != 1 ] && [ "${JOYVASA_COMFYUI_BROWSER:-1}" != 0 ]; then
   NEWEST="$(sed -n 's/^comfyui-frontend-package==//p' tests/comfyui/requirements-frontend-newest.txt)"
   HOME_DIR="$(cd "${JOYVASA_COMFYUI_HOME:-.comfyui}" && pwd)"
