@@ -3,23 +3,27 @@
 # imports and layer rules, a whole job through the command line on small networks, and every parity test.
 #
 #   bash scripts/test_matrix.sh                 # every entry below
-#   bash scripts/test_matrix.sh 3.13-newest     # one entry (CI runs this one)
+#   bash scripts/test_matrix.sh 3.13-newest     # one entry (CI runs this one, after scripts/test.sh)
 #
 # One venv per entry under $JOYVASA_MATRIX_DIR (default ~/.cache/joyvasa-matrix), kept between runs. Only Python
-# 3.11 has a CPU torch wheel on this machine's disk: for another Python pip takes PyPI's torch, a CUDA build (the
-# wheel plus NVIDIA's libraries, about 5 GB in the venv, minutes to download); it runs on the CPU all the same.
-# Pythons come from pyenv (~/.pyenv/versions) or PATH.
+# 3.11 has a CPU torch wheel on this machine's disk: for another Python the installer takes PyPI's torch, a CUDA
+# build (the wheel plus NVIDIA's libraries, about 5.5 GB in the venv); it runs on the CPU all the same. uv installs
+# it when there is one (on PATH, or .venv/bin/uv, which scripts/test.sh installs with comfy-cli): it downloads in
+# parallel and keeps the wheels in its cache (~/.cache/uv) for the next venv; pip otherwise. uv reads no pip
+# configuration, so every version that matters is pinned here. Pythons come from pyenv (~/.pyenv/versions) or PATH.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 MATRIX_DIR="${JOYVASA_MATRIX_DIR:-$HOME/.cache/joyvasa-matrix}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# name | python | torch | transformers (the pack's claimed floor, pyproject, and the newest pip installs here)
+# name | python | torch | transformers | numpy: "oldest" pins the floors the pack claims (pyproject, README), "newest"
+# leaves transformers and numpy to the installer (the newest it finds) and takes torch 2.14.1, the newest pip may
+# install on these machines.
 ENTRIES=(
-  "3.10-oldest|3.10|2.14.1|4.39.3"
-  "3.12-newest|3.12|2.14.1|"
-  "3.13-newest|3.13|2.14.1|"
+  "3.10-oldest|3.10|2.13.0|4.39.3|1.24.4"
+  "3.12-newest|3.12|2.14.1||"
+  "3.13-newest|3.13|2.14.1||"
 )
 CORE_TESTS=(tests/test_layout.py tests/test_hardware.py tests/test_pipeline_e2e.py
             tests/test_crop_parity.py tests/test_crop_mesh106.py tests/test_face_bundled.py
@@ -34,30 +38,47 @@ find_python() {
   command -v "python$want" || { echo "no Python $want (pyenv install $want)" >&2; return 1; }
 }
 
+find_uv() {
+  command -v uv || { [ -x "$ROOT/.venv/bin/uv" ] && echo "$ROOT/.venv/bin/uv"; } || true
+}
+
+install_entry() {
+  local venv="$1" python="$2" torch="$3" constraints="$4" uv
+  uv="$(find_uv)"
+  if [ -n "$uv" ]; then
+    [ -x "$venv/bin/python" ] || "$uv" venv -q --python "$python" "$venv"
+    "$uv" pip install -q --python "$venv/bin/python" -c "$constraints" "torch==$torch" -r requirements-test.txt
+  else
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q -c "$constraints" "torch==$torch"
+    "$venv/bin/python" -m pip install -q -c "$constraints" -r requirements-test.txt
+  fi
+}
+
 run_entry() {
-  local name="$1" py="$2" torch="$3" transformers="$4"
-  local venv="$MATRIX_DIR/$name" python constraints started
-  python="$(find_python "$py")"
-  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-  constraints="$venv/constraints.txt"
-  { echo "torch==$torch"; [ -z "$transformers" ] || echo "transformers==$transformers"; } > "$constraints"
+  local name="$1" py="$2" torch="$3" transformers="$4" numpy="$5"
+  local venv="$MATRIX_DIR/$name" constraints="$MATRIX_DIR/$name.constraints.txt" started
+  { echo "torch==$torch"; [ -z "$transformers" ] || echo "transformers==$transformers"
+    [ -z "$numpy" ] || echo "numpy==$numpy"; } > "$constraints"
   started=$SECONDS
-  "$venv/bin/python" -m pip install -q -c "$constraints" "torch==$torch"
-  "$venv/bin/python" -m pip install -q -c "$constraints" -r requirements-test.txt
+  install_entry "$venv" "$(find_python "$py")" "$torch" "$constraints"
   echo "== $name: $("$venv/bin/python" -c 'import sys, torch, transformers, numpy
 print(f"Python {sys.version.split()[0]}, torch {torch.__version__}, transformers {transformers.__version__}, "
       f"numpy {numpy.__version__}, CPU {torch.backends.cpu.get_cpu_capability()}")') (installed in $((SECONDS - started)) s)"
   started=$SECONDS
-  (cd "$ROOT" && JOYVASA_SKIP_COMFYUI=1 OMP_NUM_THREADS=2 "$venv/bin/python" -m pytest -q "${CORE_TESTS[@]}")
+  JOYVASA_SKIP_COMFYUI=1 OMP_NUM_THREADS=2 "$venv/bin/python" -m pytest -q "${CORE_TESTS[@]}"
   echo "== $name: tests passed in $((SECONDS - started)) s"
 }
 
 mkdir -p "$MATRIX_DIR"
 selected=("$@")
+for want in "${selected[@]}"; do
+  [[ " ${ENTRIES[*]} " == *" $want|"* ]] || { echo "test_matrix: no entry '$want'" >&2; exit 2; }
+done
 for entry in "${ENTRIES[@]}"; do
-  IFS="|" read -r name py torch transformers <<< "$entry"
+  IFS="|" read -r name py torch transformers numpy <<< "$entry"
   if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" $name "* ]]; then
     continue
   fi
-  run_entry "$name" "$py" "$torch" "$transformers"
+  run_entry "$name" "$py" "$torch" "$transformers" "$numpy"
 done

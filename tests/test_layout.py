@@ -4,7 +4,13 @@ each rule catches what it forbids."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (scripts/test_matrix.sh): tomli, pytest's own TOML parser there, is the same
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 COMFY_MODULES = {"comfy", "comfy_api", "comfy_extras", "folder_paths", "server", "nodes", "execution", "latent_preview"}
@@ -36,8 +42,6 @@ def test_the_rule_catches_a_comfy_import(tmp_path):
 
 
 def test_pack_metadata_is_registry_ready():
-    import tomllib
-
     meta = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     project = meta["project"]
     assert project["version"].count(".") == 2
@@ -48,6 +52,30 @@ def test_pack_metadata_is_registry_ready():
     names = {r.split(">")[0].split("=")[0].split("<")[0].lower() for r in reqs}
     assert not names & {"torch", "torchvision", "torchaudio"}, "ComfyUI-Manager must never touch torch"
     assert {n.split(">")[0] for n in project["dependencies"]} == {r.split(">")[0] for r in reqs}
+
+
+def _matrix_entries() -> list[dict[str, str]]:
+    """scripts/test_matrix.sh's ENTRIES rows: name|python|torch|transformers|numpy."""
+    script = (REPO / "scripts" / "test_matrix.sh").read_text(encoding="utf-8")
+    block = re.search(r"^ENTRIES=\(\n(.*?)^\)", script, re.S | re.M).group(1)
+    keys = ("name", "python", "torch", "transformers", "numpy")
+    return [dict(zip(keys, row.split("|"), strict=True)) for row in re.findall(r'"([^"]+)"', block)]
+
+
+def test_claimed_ranges_are_the_tested_ones():
+    """pyproject claims no Python and no floor that scripts/test_matrix.sh (or the main venv, 3.11) does not test."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    entries = _matrix_entries()
+    tested = sorted({e["python"] for e in entries} | {"3.11"}, key=lambda v: tuple(map(int, v.split("."))))
+    classified = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if re.fullmatch(r".*Python :: 3\.\d+", c)]
+    assert classified == tested and project["requires-python"] == f">={tested[0]}"
+    oldest = next(e for e in entries if e["python"] == tested[0])
+    floors = dict(re.fullmatch(r"([\w-]+)>=([\d.]+)", d).groups() for d in project["dependencies"])
+    for name in ("transformers", "numpy"):
+        assert oldest[name].startswith(floors[name] + "."), f"{name}: claimed >={floors[name]}, tested {oldest[name]}"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for e in entries:
+        assert f"`{e['name']}`" in readme and f"torch {e['torch']}" in readme, e["name"]
 
 
 DOMAIN_PACKAGES = ("motion", "liveportrait", "audio", "face")
