@@ -8,7 +8,7 @@
 # One venv per entry under $JOYVASA_MATRIX_DIR (default ~/.cache/joyvasa-matrix), kept between runs. Only Python
 # 3.11 has a CPU torch wheel on this machine's disk: for another Python the installer takes PyPI's torch, a CUDA
 # build (the wheel plus NVIDIA's libraries, about 5.5 GB in the venv); it runs on the CPU all the same. uv installs
-# it when there is one (on PATH, or .venv/bin/uv, which scripts/test.sh installs with comfy-cli): it downloads in
+# it when there is one (.venv/bin/uv, which scripts/test.sh installs with comfy-cli, or on PATH): it downloads in
 # parallel and keeps the wheels in its cache (~/.cache/uv) for the next venv; pip otherwise. uv reads no pip
 # configuration, so every version that matters is pinned here. Pythons come from pyenv (~/.pyenv/versions) or PATH.
 set -euo pipefail
@@ -16,6 +16,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 MATRIX_DIR="${JOYVASA_MATRIX_DIR:-$HOME/.cache/joyvasa-matrix}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# uv with the system's certificates, as pip uses them (its own bundle fails behind a TLS proxy); older uv: the old name
+export UV_SYSTEM_CERTS=1 UV_NATIVE_TLS=1
 
 # name | python | torch | transformers | numpy: "oldest" pins the floors the pack claims (pyproject, README), "newest"
 # leaves transformers and numpy to the installer (the newest it finds) and takes torch 2.14.1, the newest pip may
@@ -39,7 +41,7 @@ find_python() {
 }
 
 find_uv() {
-  command -v uv || { [ -x "$ROOT/.venv/bin/uv" ] && echo "$ROOT/.venv/bin/uv"; } || true
+  if [ -x "$ROOT/.venv/bin/uv" ]; then echo "$ROOT/.venv/bin/uv"; else command -v uv || true; fi
 }
 
 install_entry() {

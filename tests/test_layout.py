@@ -66,7 +66,8 @@ def test_claimed_ranges_are_the_tested_ones():
     """pyproject claims no Python and no floor that scripts/test_matrix.sh (or the main venv, 3.11) does not test."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     entries = _matrix_entries()
-    tested = sorted({e["python"] for e in entries} | {"3.11"}, key=lambda v: tuple(map(int, v.split("."))))
+    main_python = re.search(r"PYTHON:-python(3\.\d+)", (REPO / "scripts" / "test.sh").read_text(encoding="utf-8"))[1]
+    tested = sorted({e["python"] for e in entries} | {main_python}, key=lambda v: tuple(map(int, v.split("."))))
     classified = [c.rsplit(" :: ", 1)[1] for c in project["classifiers"] if re.fullmatch(r".*Python :: 3\.\d+", c)]
     assert classified == tested and project["requires-python"] == f">={tested[0]}"
     oldest = next(e for e in entries if e["python"] == tested[0])
