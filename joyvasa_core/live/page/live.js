@@ -10,10 +10,11 @@ const canvas = $("face");
 const ctx2d = canvas.getContext("2d");
 
 // Everything the page measures, readable from the console (and by the tests) as window.joyvasaLive. Times are
-// performance.now(): sends holds [samples sent so far, when] per chunk, drawnAt when each frame was drawn.
+// performance.now(): sends holds [samples sent so far, when] per chunk, drawnAt when each frame was drawn
+// (drawnLastSecond: those of the last second, for the fps figure).
 const live = (window.joyvasaLive = {
   status: "idle", error: "", fps: 0, frames: 0, sentSamples: 0, latencies: [], serverMs: [], done: false,
-  socket: null, sends: [], shownAt: [], drawnAt: [], lastSeq: -1, outOfOrder: 0,
+  socket: null, sends: [], drawnLastSecond: [], drawnAt: [], lastSeq: -1, outOfOrder: 0,
 });
 let capture = null;
 let drawing = Promise.resolve();
@@ -37,8 +38,8 @@ function median(values) {
 
 function refreshStats() {
   const now = performance.now();
-  live.fps = live.shownAt.filter((t) => now - t <= 1000).length;
-  live.shownAt = live.shownAt.filter((t) => now - t <= 1000);
+  live.fps = live.drawnLastSecond.filter((t) => now - t <= 1000).length;
+  live.drawnLastSecond = live.drawnLastSecond.filter((t) => now - t <= 1000);
   const recent = live.latencies.slice(-50);
   $("latency").textContent = recent.length ? `${Math.round(median(recent))} ms` : "\u2013";
   const server = live.serverMs.slice(-50);
@@ -93,7 +94,7 @@ function onFrame(buffer) {
     if (header.seq !== live.lastSeq + 1) live.outOfOrder += 1;
     live.lastSeq = header.seq;
     live.frames += 1;
-    live.shownAt.push(now);
+    live.drawnLastSecond.push(now);
     live.drawnAt.push(now);
     const sent = sentTime(header.upto);
     if (sent !== null) live.latencies.push(now - sent);
@@ -169,7 +170,7 @@ function stopCapture() {
 async function start(feed, label) {
   $("message").hidden = true;
   Object.assign(live, { error: "", done: false, frames: 0, sentSamples: 0, latencies: [], serverMs: [], sends: [],
-                        shownAt: [], drawnAt: [], lastSeq: -1, outOfOrder: 0 });
+                        drawnLastSecond: [], drawnAt: [], lastSeq: -1, outOfOrder: 0 });
   $("start").disabled = true;
   $("file").disabled = true;
   setStatus("connecting");
