@@ -248,3 +248,19 @@ def test_live_command_bad_options_exit_2(setup, capsys, extra, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (setup["root"] / "bad.mp4").exists()
+
+
+def test_keep_loaded_is_called_only_when_networks_run(setup):
+    """A host's keep_loaded (ComfyUI's load_models_gpu) runs before each step or batch of frames, never for a push
+    that only waits for more speech: 10 ms pieces make about four pushes per frame."""
+    wave, rate = setup["wave"], setup["rate"]
+    calls, pushes, outputs = [], 0, 0
+    with LiveSession(setup["models"], setup["face"], animate_options(sampling=FAST), BLINK_STREAM, render=False,
+                     keep_loaded=lambda: calls.append(1)) as live:
+        for lo in range(0, len(wave), rate // 100):
+            got = list(live.push(wave[lo : lo + rate // 100], rate))
+            pushes, outputs = pushes + 1, outputs + bool(got)
+        assert 1 <= outputs <= len(calls) < pushes / 2
+        before = len(calls)
+        frames = list(live.finish())
+    assert frames and len(calls) > before

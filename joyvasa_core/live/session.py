@@ -69,9 +69,9 @@ class LiveSession:
     """Talking-head frames from speech still arriving (see the module docstring). ``face`` is a prepared
     ``SourceFace`` (shared by sessions of the same portrait) or the portrait image to prepare; ``render`` False
     gives the keypoints only (motion figures, comparisons); ``blinks`` None: the live default at 15 a minute, seeded
-    by the session's seed as the offline job seeds them. ``keep_loaded`` is called before each step: a host that moves
-    networks between devices while the session lives (ComfyUI frees memory for other workflows) puts them back on the
-    session's device there."""
+    by the session's seed as the offline job seeds them. ``keep_loaded`` is called whenever networks are about to run
+    (never while the session only waits for speech): a host that moves networks between devices while the session
+    lives (ComfyUI frees memory for other workflows) puts them back on the session's device there."""
 
     def __init__(
         self, models: ModelSet, face: Any, options: AnimateOptions | None = None,
@@ -172,8 +172,8 @@ class LiveSession:
 
     def _next_batch(self) -> list[LiveFrame]:
         """Sample the next step when nothing is left to render, then render up to a batch of frames."""
-        if self.keep_loaded is not None:  # a host may have moved the networks off the device since the last step
-            self.keep_loaded()
+        if self.keep_loaded is not None and (self.queue or not self.motion.waiting):
+            self.keep_loaded()  # networks are about to run: a host may have moved them off the device meanwhile
         if not self.queue:
             for first, motion in self.motion.frames():
                 self._compose(first, motion)

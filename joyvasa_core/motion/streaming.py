@@ -193,6 +193,11 @@ class MotionStream:
             self._step()
 
     @property
+    def waiting(self) -> bool:
+        """Nothing to hand out and no step to sample until more speech (or ``finish``) arrives: no network runs."""
+        return not self.pending and not self._ready()
+
+    @property
     def done(self) -> bool:
         """Finished and every kept frame handed out."""
         return self.finished and not self._ready() and not self.pending
